@@ -1,0 +1,54 @@
+// Package netns opens network namespaces by name, the way `ip -n NAME`
+// finds them, so every netlink client in this module can work inside one.
+package netns
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Dir is where iproute2 keeps named namespaces (`ip netns add`).
+const Dir = "/run/netns"
+
+// Handle is an open network namespace. The zero Handle (and a nil *Handle)
+// means "the caller's own namespace".
+type Handle struct {
+	f *os.File
+}
+
+// Open opens the namespace NAME as `ip -n NAME` does: a bare name is looked
+// up under /run/netns; a path (containing '/') is opened as is, so
+// /proc/PID/ns/net works too. An empty name returns a nil Handle.
+func Open(name string) (*Handle, error) {
+	if name == "" {
+		return nil, nil
+	}
+	path := name
+	if !strings.Contains(name, "/") {
+		path = filepath.Join(Dir, name)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open network namespace %q: %w", name, err)
+	}
+	return &Handle{f: f}, nil
+}
+
+// FD returns the namespace's file descriptor, or 0 for the caller's own
+// namespace (the convention of netlink.Config.NetNS).
+func (h *Handle) FD() int {
+	if h == nil || h.f == nil {
+		return 0
+	}
+	return int(h.f.Fd())
+}
+
+// Close releases the descriptor; it is safe on a nil Handle.
+func (h *Handle) Close() error {
+	if h == nil || h.f == nil {
+		return nil
+	}
+	return h.f.Close()
+}
