@@ -168,20 +168,20 @@ func (c *Client) FlushEndpoints() error {
 // others (changing them takes a delete and an add).
 const changeableFlags = FlagBackup | FlagFullmesh
 
-// SetEndpointFlags changes the backup and fullmesh flags of the endpoint
-// named by e.ID or, when e.ID is 0, by e.Addr (and e.Port) (SET_FLAGS).
-// Other bits of e.Flags are ignored, so an Endpoint read from Endpoints can
-// be passed back with its flags edited.
+// SetEndpointFlags changes the backup and fullmesh flags of one endpoint
+// (SET_FLAGS). Like the kernel, it names the endpoint by e.Addr (and
+// e.Port) when an address is given, else by e.ID; the id is sent too when
+// non-zero, as `ip mptcp endpoint change id ID ADDRESS` does. Other bits of
+// e.Flags are ignored, so an Endpoint read from Endpoints can be passed
+// back with its flags edited.
 func (c *Client) SetEndpointFlags(e Endpoint) error {
 	const op = "set endpoint flags"
-	n := addrNest{id: e.ID, flags: e.Flags & changeableFlags}
 	if e.ID == 0 {
-		// Without an id the kernel looks the endpoint up by address.
 		if err := requireAddr(op, "endpoint (id 0)", e.Addr); err != nil {
 			return err
 		}
-		n.addr, n.port = e.Addr, e.Port
 	}
+	n := addrNest{addr: e.Addr, id: e.ID, port: e.Port, flags: e.Flags & changeableFlags}
 	return c.do(op, MPTCP_PM_CMD_SET_FLAGS, func(ae *netlink.AttributeEncoder) {
 		ae.Nested(MPTCP_PM_ATTR_ADDR, n.encode)
 	})

@@ -92,13 +92,13 @@ func TestClientRequests(t *testing.T) {
 			flags: ack,
 		},
 		{
-			name: "set endpoint flags by id ignores address and unchangeable flags",
+			name: "set endpoint flags with id and address sends both, drops unchangeable flags",
 			call: func(c *Client) error {
 				return c.SetEndpointFlags(Endpoint{ID: 2, Addr: netip.MustParseAddr("10.0.0.1"), Flags: FlagSubflow | FlagBackup})
 			},
 			cmd:   MPTCP_PM_CMD_SET_FLAGS,
 			flags: ack,
-			attrs: []attr{nest(addr, id(2), flags(FlagBackup))},
+			attrs: []attr{nest(addr, fam4, id(2), addr4("10.0.0.1"), flags(FlagBackup))},
 		},
 		{
 			name: "set endpoint flags by address and port, clearing all",

@@ -103,21 +103,22 @@ const (
 	EventListenerClosed  EventType = MPTCP_EVENT_LISTENER_CLOSED
 )
 
-// eventNames are the names `ip mptcp monitor` prints.
+// eventNames are the kernel's names (enum mptcp_event_type without the
+// MPTCP_EVENT_ prefix). mptcpctl prints iproute2's own spellings.
 var eventNames = map[EventType]string{
 	EventCreated:         "CREATED",
 	EventEstablished:     "ESTABLISHED",
 	EventClosed:          "CLOSED",
 	EventAnnounced:       "ANNOUNCED",
 	EventRemoved:         "REMOVED",
-	EventSubEstablished:  "SF_ESTABLISHED",
-	EventSubClosed:       "SF_CLOSED",
-	EventSubPriority:     "SF_PRIORITY",
+	EventSubEstablished:  "SUB_ESTABLISHED",
+	EventSubClosed:       "SUB_CLOSED",
+	EventSubPriority:     "SUB_PRIORITY",
 	EventListenerCreated: "LISTENER_CREATED",
 	EventListenerClosed:  "LISTENER_CLOSED",
 }
 
-// String returns iproute2's name for the event, or "UNKNOWN(n)".
+// String returns the kernel's name for the event, or "UNKNOWN(n)".
 func (t EventType) String() string {
 	if n, ok := eventNames[t]; ok {
 		return n
