@@ -10,9 +10,9 @@ import (
 
 // Request encoding. The kernel parses the address nest in
 // mptcp_pm_parse_pm_addr_attr/mptcp_pm_parse_entry (net/mptcp/pm_netlink.c):
-// an absent attribute means zero, and the mere presence of ID matters on
-// ADD_ADDR (an ID attribute, even 0, stops the kernel from allocating one),
-// so optional fields are sent only when non-zero, as iproute2 does.
+// an absent attribute means zero. Optional fields are sent only when
+// non-zero, as iproute2 does (the kernel allocates an id for ADD_ADDR when
+// the ID is absent or 0).
 
 // addrNest describes one MPTCP_PM_ATTR_ADDR / ADDR_REMOTE nest.
 type addrNest struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -51,6 +53,24 @@ var notFoundMessages = map[string]bool{
 	"invalid token":                       true,
 }
 
+// isNotFoundMessage reports whether an EINVAL's text says something was
+// missing: one of notFoundMessages, or 6.18's "address with id N not found".
+func isNotFoundMessage(msg string) bool {
+	if notFoundMessages[msg] {
+		return true
+	}
+	n, ok := strings.CutPrefix(msg, "address with id ")
+	if !ok {
+		return false
+	}
+	n, ok = strings.CutSuffix(n, " not found")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 8)
+	return err == nil
+}
+
 // Is maps errnos onto the standard sentinels:
 //
 //   - EEXIST -> os.ErrExist
@@ -71,7 +91,7 @@ func (e *Error) Is(target error) bool {
 		case syscall.ENOENT, syscall.ESRCH, syscall.ENODEV:
 			return true
 		case syscall.EINVAL:
-			return notFoundMessages[e.Message]
+			return isNotFoundMessage(e.Message)
 		}
 	case os.ErrPermission:
 		return e.Errno == syscall.EPERM || e.Errno == syscall.EACCES
