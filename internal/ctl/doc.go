@@ -1,0 +1,4 @@
+// Package ctl is mptcpctl: the grammar, output and exit statuses of
+// iproute2's `ip mptcp` over the nl/mptcp client, as a cobra command tree
+// whose keyword arguments, text and JSON output are testable without root.
+package ctl
