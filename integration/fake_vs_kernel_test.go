@@ -13,15 +13,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
@@ -541,39 +538,6 @@ func fvkReceiveEvents(t *testing.T, l *mptcp.EventListener) ([]mptcp.Event, erro
 	return nil, nil
 }
 
-// fvkInNS runs fn on an OS thread moved into ns, so that the sockets fn
-// creates live there, then moves the thread back. The thread must not stay
-// behind: if it were the main thread, the process would count as living
-// in ns, and the namespace cleanup kills such processes. Should the way
-// back fail, the thread stays locked to its exiting goroutine and the
-// runtime retires it.
-func fvkInNS(ns *netns.Handle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(ns.FD(), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns back: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // TestFakeVsKernelUserspacePM compares the userspace path-manager commands
 // on a real MPTCP connection. The fake learns the connection from the
 // kernel's own CREATED event.
@@ -599,7 +563,7 @@ func TestFakeVsKernelUserspacePM(t *testing.T) {
 	server := netip.AddrPortFrom(fvkLocal[0], 5000)
 	var ln net.Listener
 	var conn net.Conn
-	err = fvkInNS(h, func() error {
+	err = h.Do(func() error {
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(true)
 		var err error

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -287,43 +286,12 @@ func TestNLClientDisabledNamespace(t *testing.T) {
 	}
 }
 
-// nlInNS runs fn on an OS thread moved into ns, so that the sockets fn
-// creates live there, and moves the thread back afterwards. Should that
-// fail, the thread stays locked to its exiting goroutine, and the runtime
-// retires it rather than reuse it in the wrong namespace.
-func nlInNS(ns *netns.Handle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(ns.FD(), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns back to the original namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // nlMptcpServer listens for MPTCP inside ns on 127.0.0.1 and echoes one
 // read back on each connection before closing it.
 func nlMptcpServer(t *testing.T, ns *netns.Handle) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	err := nlInNS(ns, func() (err error) {
+	err := ns.Do(func() (err error) {
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(true)
 		ln, err = lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
@@ -358,7 +326,7 @@ func nlMptcpServer(t *testing.T, ns *netns.Handle) net.Listener {
 func nlMptcpRoundTrip(t *testing.T, ns *netns.Handle, ln net.Listener) netip.AddrPort {
 	t.Helper()
 	var conn net.Conn
-	err := nlInNS(ns, func() (err error) {
+	err := ns.Do(func() (err error) {
 		d := net.Dialer{Timeout: nlEventTimeout}
 		d.SetMultipathTCP(true)
 		conn, err = d.Dial("tcp4", ln.Addr().String())
@@ -598,7 +566,7 @@ func TestNLClientUserspacePM(t *testing.T) {
 	_, ch := nlListen(t, h, 0) // also makes the kernel accept joins
 
 	var ln net.Listener
-	if err := nlInNS(h, func() (err error) {
+	if err := h.Do(func() (err error) {
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(true)
 		ln, err = lc.Listen(context.Background(), "tcp4", "10.5.0.1:0")
@@ -615,7 +583,7 @@ func TestNLClientUserspacePM(t *testing.T) {
 		}
 	}()
 	var conn net.Conn
-	if err := nlInNS(h, func() (err error) {
+	if err := h.Do(func() (err error) {
 		d := net.Dialer{Timeout: nlEventTimeout, LocalAddr: &net.TCPAddr{IP: net.IPv4(10, 5, 0, 1)}}
 		d.SetMultipathTCP(true)
 		conn, err = d.Dial("tcp4", ln.Addr().String())

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Dir is where iproute2 keeps named namespaces (`ip netns add`).
@@ -51,4 +54,40 @@ func (h *Handle) Close() error {
 		return nil
 	}
 	return h.f.Close()
+}
+
+// Do runs fn on an OS thread moved into the namespace, so that sockets fn
+// creates live there, and moves the thread back afterwards. The thread must
+// not stay behind: the process would then count as living in the
+// namespace. Should the way back fail, the thread stays locked to its
+// exiting goroutine and the runtime retires it rather than reuse it in the
+// wrong namespace. On a nil Handle fn runs in the caller's namespace.
+func (h *Handle) Do(fn func() error) error {
+	if h == nil || h.f == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(h.FD(), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns back to the original namespace: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
 }
