@@ -119,10 +119,11 @@ func serve(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- acceptLoop(ctx, ln, &wg)
+			errc <- acceptLoop(ctx, ln)
 		}()
 	}
 	<-ctx.Done()
+	// Open connections end with the process.
 	for _, ln := range lns {
 		ln.Close()
 	}
@@ -157,7 +158,7 @@ func requireMPTCPListener(ln net.Listener) error {
 	return nil
 }
 
-func acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error {
+func acceptLoop(ctx context.Context, ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -173,9 +174,7 @@ func acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) error 
 			return fmt.Errorf("accept from %s: %w", c.RemoteAddr(), err)
 		}
 		say("accept %08x %s %s", info.token, c.LocalAddr(), c.RemoteAddr())
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			defer c.Close()
 			// Echo until the peer closes; the monitor tests need the
 			// connection to close from the client's side first.
