@@ -6,6 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # Integration tests build namespaces and talk to the real kernel; bound them.
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 CMDS := $(notdir $(wildcard cmd/*))
 
@@ -30,6 +31,7 @@ lint:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 # Each fuzz target runs for FUZZTIME (go test allows one -fuzz per package).
 fuzz:

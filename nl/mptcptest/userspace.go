@@ -194,24 +194,33 @@ func (k *Kernel) remove(r *request) *kerr {
 	return nil
 }
 
+// subflowRequest does what SUBFLOW_CREATE and SUBFLOW_DESTROY first do, in
+// the kernel's order: both address nests present, a known token, a valid
+// local address.
+func (k *Kernel) subflowRequest(r *request) (c *connection, lnest, rnest attr, loc addrInfo, err *kerr) {
+	lnest, ok := r.attrs[mptcp.MPTCP_PM_ATTR_ADDR]
+	if !ok {
+		return nil, attr{}, attr{}, addrInfo{}, errMissing(mptcp.MPTCP_PM_ATTR_ADDR)
+	}
+	rnest, ok = r.attrs[mptcp.MPTCP_PM_ATTR_ADDR_REMOTE]
+	if !ok {
+		return nil, attr{}, attr{}, addrInfo{}, errMissing(mptcp.MPTCP_PM_ATTR_ADDR_REMOTE)
+	}
+	if c, err = k.requireConn(r); err != nil {
+		return nil, attr{}, attr{}, addrInfo{}, err
+	}
+	if loc, err = parseAddr(lnest, true, true); err != nil {
+		return nil, attr{}, attr{}, addrInfo{}, err
+	}
+	return c, lnest, rnest, loc, nil
+}
+
 // subflowCreate is mptcp_pm_nl_subflow_create_doit. The connect always
 // succeeds from a local address; the fake then reports the subflow
 // established at once (SUB_ESTABLISHED), as a real peer that accepts the
 // join would.
 func (k *Kernel) subflowCreate(r *request) *kerr {
-	lnest, ok := r.attrs[mptcp.MPTCP_PM_ATTR_ADDR]
-	if !ok {
-		return errMissing(mptcp.MPTCP_PM_ATTR_ADDR)
-	}
-	rnest, ok := r.attrs[mptcp.MPTCP_PM_ATTR_ADDR_REMOTE]
-	if !ok {
-		return errMissing(mptcp.MPTCP_PM_ATTR_ADDR_REMOTE)
-	}
-	c, err := k.requireConn(r)
-	if err != nil {
-		return err
-	}
-	loc, err := parseAddr(lnest, true, true)
+	c, lnest, rnest, loc, err := k.subflowRequest(r)
 	if err != nil {
 		return err
 	}
@@ -282,19 +291,7 @@ func (k *Kernel) ephemeralPort() uint16 {
 
 // subflowDestroy is mptcp_pm_nl_subflow_destroy_doit.
 func (k *Kernel) subflowDestroy(r *request) *kerr {
-	lnest, ok := r.attrs[mptcp.MPTCP_PM_ATTR_ADDR]
-	if !ok {
-		return errMissing(mptcp.MPTCP_PM_ATTR_ADDR)
-	}
-	rnest, ok := r.attrs[mptcp.MPTCP_PM_ATTR_ADDR_REMOTE]
-	if !ok {
-		return errMissing(mptcp.MPTCP_PM_ATTR_ADDR_REMOTE)
-	}
-	c, err := k.requireConn(r)
-	if err != nil {
-		return err
-	}
-	loc, err := parseAddr(lnest, true, true)
+	c, lnest, rnest, loc, err := k.subflowRequest(r)
 	if err != nil {
 		return err
 	}
