@@ -1,6 +1,7 @@
 package mptcp
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/mdlayher/genetlink"
@@ -48,8 +49,17 @@ func FuzzParseEvent(f *testing.F) {
 		if ev.Type != EventType(cmd) {
 			t.Fatalf("type %d, want %d", ev.Type, cmd)
 		}
-		if ev.Has(AttrSaddr4) && !ev.Saddr.Is4() {
-			t.Fatalf("SADDR4 present but Saddr = %v", ev.Saddr)
+		for _, c := range []struct {
+			attr EventAttr
+			addr netip.Addr
+			is4  bool
+		}{
+			{AttrSaddr4, ev.Saddr, true}, {AttrSaddr6, ev.Saddr, false},
+			{AttrDaddr4, ev.Daddr, true}, {AttrDaddr6, ev.Daddr, false},
+		} {
+			if ev.Has(c.attr) && c.addr.Is4() != c.is4 {
+				t.Fatalf("attribute %d present but address = %v", c.attr, c.addr)
+			}
 		}
 		_ = ev.Type.String()
 	})

@@ -223,6 +223,11 @@ func parseEvent(m genetlink.Message) (Event, error) {
 	if err := ad.Err(); err != nil {
 		return Event{}, fmt.Errorf("%v event: %w", ev.Type, err)
 	}
+	// One field holds either family's address; the kernel never sends both,
+	// and keeping the last would label an IPv6 address "saddr4".
+	if ev.Has(AttrSaddr4) && ev.Has(AttrSaddr6) || ev.Has(AttrDaddr4) && ev.Has(AttrDaddr6) {
+		return Event{}, fmt.Errorf("%v event: both IPv4 and IPv6 addresses for one side", ev.Type)
+	}
 	return ev, nil
 }
 

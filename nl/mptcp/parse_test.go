@@ -199,6 +199,18 @@ func TestParseEvent(t *testing.T) {
 			wantErr: "address attribute 8 has 4 bytes, want 16",
 		},
 		{
+			name:    "source in both families",
+			cmd:     MPTCP_EVENT_CREATED,
+			data:    encodeAttrs(t, a(MPTCP_ATTR_SADDR4, ip("10.0.0.1")), a(MPTCP_ATTR_SADDR6, ip("fd00::1"))),
+			wantErr: "CREATED event: both IPv4 and IPv6 addresses for one side",
+		},
+		{
+			name:    "destination in both families",
+			cmd:     MPTCP_EVENT_ANNOUNCED,
+			data:    encodeAttrs(t, a(MPTCP_ATTR_DADDR6, ip("fd00::1")), a(MPTCP_ATTR_DADDR4, ip("10.0.0.1"))),
+			wantErr: "ANNOUNCED event: both IPv4 and IPv6 addresses for one side",
+		},
+		{
 			name:    "32-bit port",
 			cmd:     MPTCP_EVENT_SUB_ESTABLISHED,
 			data:    encodeAttrs(t, a(MPTCP_ATTR_SPORT, u32(80))),
