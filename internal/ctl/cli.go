@@ -340,24 +340,29 @@ func (r *runner) monitor(args []string) error {
 	defer src.Close()
 	var out bytes.Buffer
 	for {
+		// Events come with an error when some of their batch did not
+		// decode: print what did first.
 		evs, err := src.Receive()
-		switch {
-		case errors.Is(err, mptcp.ErrEventsLost):
-			// ip reports the overrun and goes on listening.
-			fmt.Fprintf(r.env.Stderr, "netlink receive error %s (%d): events were lost\n",
-				strerror(syscall.ENOBUFS), int(syscall.ENOBUFS))
-			continue
-		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			return nil
-		case err != nil:
-			return &ExitError{Code: ExitListen, Msg: "Error: receiving events: " + err.Error()}
-		}
 		for i := range evs {
 			out.Reset()
 			formatEvent(&out, &evs[i], r.format(), b)
 			if err := r.write(&out); err != nil {
 				return err
 			}
+		}
+		switch {
+		case errors.Is(err, mptcp.ErrEventsLost):
+			// ip reports the overrun and goes on listening.
+			fmt.Fprintf(r.env.Stderr, "netlink receive error %s (%d): events were lost\n",
+				strerror(syscall.ENOBUFS), int(syscall.ENOBUFS))
+		case errors.Is(err, mptcp.ErrMalformedEvent):
+			// One bad message from a newer or buggy kernel is no reason
+			// to stop watching.
+			fmt.Fprintf(r.env.Stderr, "Warning: %v\n", err)
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			return nil
+		case err != nil:
+			return &ExitError{Code: ExitListen, Msg: "Error: receiving events: " + err.Error()}
 		}
 	}
 }

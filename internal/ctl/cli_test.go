@@ -413,6 +413,17 @@ func TestMainMonitor(t *testing.T) {
 			stderr:  "netlink receive error No buffer space available (105): events were lost\n",
 		},
 		{
+			name: "malformed event among good ones",
+			line: "monitor",
+			batches: []batch{
+				{events: evs[:1], err: fmt.Errorf("mptcp: receive events: %w: CLOSED event: truncated", mptcp.ErrMalformedEvent)},
+				{events: evs[13:14]},
+			},
+			stdout: "[       CREATED] token=7ab06eec remid=0 locid=0 saddr4=10.1.1.2 daddr4=10.1.1.1 sport=51482 dport=5000\n" +
+				"[        CLOSED] token=7ab06eec\n",
+			stderr: "Warning: mptcp: receive events: malformed event: CLOSED event: truncated\n",
+		},
+		{
 			name:    "receive failure",
 			line:    "m",
 			batches: []batch{{events: evs[13:14]}, {err: syscall.EBADF}},

@@ -20,6 +20,12 @@ var ErrNotSupported = errors.New("not supported by this kernel")
 // events (socket buffer overrun); callers should resync from dumps.
 var ErrEventsLost = errors.New("events lost")
 
+// ErrMalformedEvent is matched by a Receive error meaning some event
+// messages did not decode. Receive then returns the events that did
+// together with the error; the listener stays usable. A consumer that
+// tracks state should treat it like ErrEventsLost.
+var ErrMalformedEvent = errors.New("malformed event")
+
 // Error is a failed mptcp_pm request. Every kernel error the client returns
 // is an *Error.
 type Error struct {

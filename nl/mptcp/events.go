@@ -72,8 +72,9 @@ func joinGroup(conn *genetlink.Conn, group uint32) error {
 
 // Receive blocks for the next batch of events. Lost events (ENOBUFS) return
 // an error that Is ErrEventsLost; the listener stays usable afterwards.
-// Messages of other families are skipped, so a batch is never empty. A
-// message that does not decode returns an error (the listener stays usable).
+// Messages of other families are skipped, so a batch without error is never
+// empty. Messages that do not decode make the error Is ErrMalformedEvent,
+// returned together with the batch's other events.
 // After Close, including a Close that interrupts a blocked Receive, the
 // error Is net.ErrClosed.
 func (l *EventListener) Receive() ([]Event, error) {
@@ -91,7 +92,7 @@ func (l *EventListener) Receive() ([]Event, error) {
 		}
 		evs, err := parseEvents(l.ours(gmsgs, nmsgs))
 		if err != nil {
-			return nil, fmt.Errorf("mptcp: %s: %w", op, err)
+			return evs, fmt.Errorf("mptcp: %s: %w: %w", op, ErrMalformedEvent, err)
 		}
 		if len(evs) > 0 {
 			return evs, nil

@@ -44,6 +44,11 @@ func TestEventListenerReceive(t *testing.T) {
 		receiveStep{msgs: []genetlink.Message{evmsg(MPTCP_EVENT_ANNOUNCED, capturedAnnounced), evmsg(MPTCP_EVENT_CLOSED, capturedClosed)}},
 		receiveStep{msgs: []genetlink.Message{evmsg(MPTCP_EVENT_CLOSED, capturedClosed[:6])}},
 		receiveStep{msgs: []genetlink.Message{evmsg(MPTCP_EVENT_CLOSED, capturedClosed)}},
+		receiveStep{msgs: []genetlink.Message{
+			evmsg(MPTCP_EVENT_ANNOUNCED, capturedAnnounced),
+			evmsg(MPTCP_EVENT_CLOSED, capturedClosed[:6]),
+			evmsg(MPTCP_EVENT_CLOSED, capturedClosed),
+		}},
 	)))
 	l, err := NewEventListener(conn)
 	if err != nil {
@@ -87,12 +92,21 @@ func TestEventListenerReceive(t *testing.T) {
 		t.Errorf("unexpected event types (-want +got):\n%s", diff)
 	}
 
-	if _, err := l.Receive(); err == nil {
-		t.Fatal("Receive of a malformed event: no error")
+	if evs, err := l.Receive(); !errors.Is(err, ErrMalformedEvent) || len(evs) != 0 {
+		t.Fatalf("Receive of a malformed event: %v, %v; want no events and ErrMalformedEvent", evs, err)
 	}
 	evs, err = l.Receive()
 	if err != nil || len(evs) != 1 || evs[0].Type != EventClosed {
 		t.Errorf("Receive after a malformed event: %v, %v; want one CLOSED", evs, err)
+	}
+
+	// A bad message between good ones costs only itself.
+	evs, err = l.Receive()
+	if !errors.Is(err, ErrMalformedEvent) {
+		t.Errorf("Receive of a batch with a malformed event: err = %v, want ErrMalformedEvent", err)
+	}
+	if diff := cmp.Diff([]EventType{EventAnnounced, EventClosed}, types(evs)); diff != "" {
+		t.Errorf("unexpected event types around a malformed one (-want +got):\n%s", diff)
 	}
 }
 

@@ -153,17 +153,21 @@ func parseLimits(msgs []genetlink.Message) (Limits, error) {
 	return l, nil
 }
 
-// parseEvents decodes a batch of mptcp_pm_events messages.
+// parseEvents decodes a batch of mptcp_pm_events messages. A message that
+// does not decode costs only itself: the others are returned, with the
+// decode errors joined.
 func parseEvents(msgs []genetlink.Message) ([]Event, error) {
 	evs := make([]Event, 0, len(msgs))
+	var errs []error
 	for _, m := range msgs {
 		ev, err := parseEvent(m)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		evs = append(evs, ev)
 	}
-	return evs, nil
+	return evs, errors.Join(errs...)
 }
 
 // parseEvent decodes one event. The command is the event type; every known
