@@ -273,10 +273,23 @@ func TestNLClientKernelErrors(t *testing.T) {
 	}
 }
 
-// With MPTCP disabled for new sockets the path manager stays configurable.
+// With MPTCP disabled for new sockets the path manager stays configurable,
+// and CheckEnabled says what is off, for that namespace only.
 func TestNLClientDisabledNamespace(t *testing.T) {
 	ns := nstest.New(t)
+	cfg := &mptcp.Config{NetNS: nlOpenNS(t, ns).FD()}
+	if err := mptcp.CheckEnabled(cfg); err != nil {
+		t.Fatalf("CheckEnabled in a fresh namespace: %v", err)
+	}
 	ns.MustRun("sysctl", "-q", "-w", "net.mptcp.enabled=0")
+	err := mptcp.CheckEnabled(cfg)
+	if !errors.Is(err, mptcp.ErrNotSupported) || !strings.Contains(err.Error(), "net.mptcp.enabled=0") {
+		t.Errorf("CheckEnabled with net.mptcp.enabled=0: %v, want ErrNotSupported naming the sysctl", err)
+	}
+	// The caller's own namespace is untouched by the sysctl above.
+	if err := mptcp.CheckEnabled(nil); err != nil && strings.Contains(err.Error(), "enabled=0") {
+		t.Errorf("CheckEnabled(nil) sees the test namespace's sysctl: %v", err)
+	}
 	c := nlDialNS(t, ns)
 	if err := c.AddEndpoint(mptcp.Endpoint{Addr: netip.MustParseAddr("10.3.0.1"), Flags: mptcp.FlagSubflow}); err != nil {
 		t.Fatalf("AddEndpoint with net.mptcp.enabled=0: %v", err)

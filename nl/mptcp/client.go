@@ -87,7 +87,7 @@ func resolveFamily(conn *genetlink.Conn) (genetlink.Family, error) {
 // missingFamilyReason tells a kernel without MPTCP from one whose MPTCP
 // lacks the path-manager netlink API (Linux < 5.7).
 func missingFamilyReason() string {
-	if _, err := os.Stat("/proc/sys/net/mptcp/enabled"); err != nil {
+	if _, err := os.Stat(sysctlEnabled); err != nil {
 		return "kernel built without MPTCP (CONFIG_MPTCP)"
 	}
 	return "kernel has MPTCP but no path-manager netlink API (needs Linux 5.7 or later)"

@@ -56,14 +56,19 @@ func (h *Handle) Close() error {
 	return h.f.Close()
 }
 
-// Do runs fn on an OS thread moved into the namespace, so that sockets fn
-// creates live there, and moves the thread back afterwards. The thread must
-// not stay behind: the process would then count as living in the
-// namespace. Should the way back fail, the thread stays locked to its
-// exiting goroutine and the runtime retires it rather than reuse it in the
-// wrong namespace. On a nil Handle fn runs in the caller's namespace.
-func (h *Handle) Do(fn func() error) error {
-	if h == nil || h.f == nil {
+// Do runs fn on an OS thread moved into the namespace; see DoFD. On a nil
+// Handle fn runs in the caller's namespace.
+func (h *Handle) Do(fn func() error) error { return DoFD(h.FD(), fn) }
+
+// DoFD runs fn on an OS thread moved into the namespace open as fd, so that
+// sockets fn creates (and /proc/sys/net files it opens) belong to it, and
+// moves the thread back afterwards. The thread must not stay behind: the
+// process would then count as living in the namespace. Should the way back
+// fail, the thread stays locked to its exiting goroutine and the runtime
+// retires it rather than reuse it in the wrong namespace. fd 0 runs fn in
+// the caller's namespace.
+func DoFD(fd int, fn func() error) error {
+	if fd == 0 {
 		return fn()
 	}
 	errc := make(chan error, 1)
@@ -76,7 +81,7 @@ func (h *Handle) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := unix.Setns(h.FD(), unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns: %w", err)
 			return

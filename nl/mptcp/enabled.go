@@ -1,0 +1,51 @@
+package mptcp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/mptcpd-go/mptcpd/nl/netns"
+)
+
+// sysctlEnabled is net.mptcp.enabled. /proc/sys/net shows the values of the
+// namespace of the thread that opens the file.
+const sysctlEnabled = "/proc/sys/net/mptcp/enabled"
+
+// CheckEnabled reports whether new sockets in cfg's namespace can use MPTCP:
+// nil, or an error that Is ErrNotSupported and names what is missing, MPTCP
+// not built into the kernel or net.mptcp.enabled=0 in that namespace. The
+// netlink API works either way; a disabled namespace makes applications
+// fall back to plain TCP without a word, which is worth telling a user.
+func CheckEnabled(cfg *Config) error {
+	var fd int
+	if cfg != nil {
+		fd = cfg.NetNS
+	}
+	var val []byte
+	err := netns.DoFD(fd, func() error {
+		var err error
+		val, err = os.ReadFile(sysctlEnabled)
+		return err
+	})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mptcp: kernel built without MPTCP (CONFIG_MPTCP): %w", ErrNotSupported)
+	case err != nil:
+		return fmt.Errorf("mptcp: reading net.mptcp.enabled: %w", err)
+	}
+	return parseEnabled(val)
+}
+
+// parseEnabled interprets the sysctl's text ("0\n" or "1\n").
+func parseEnabled(val []byte) error {
+	switch v := string(bytes.TrimSpace(val)); v {
+	case "1":
+		return nil
+	case "0":
+		return fmt.Errorf("mptcp: MPTCP is disabled in this network namespace (sysctl net.mptcp.enabled=0): %w", ErrNotSupported)
+	default:
+		return fmt.Errorf("mptcp: unexpected net.mptcp.enabled value %q", v)
+	}
+}

@@ -1,0 +1,36 @@
+package mptcp
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseEnabled(t *testing.T) {
+	tests := []struct {
+		in          string
+		ok          bool
+		unsupported bool
+		msg         string
+	}{
+		{in: "1\n", ok: true},
+		{in: "0\n", unsupported: true, msg: "net.mptcp.enabled=0"},
+		{in: "2\n", msg: `unexpected net.mptcp.enabled value "2"`},
+		{in: "", msg: `unexpected net.mptcp.enabled value ""`},
+	}
+	for _, tt := range tests {
+		err := parseEnabled([]byte(tt.in))
+		if tt.ok {
+			if err != nil {
+				t.Errorf("parseEnabled(%q) = %v, want nil", tt.in, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("parseEnabled(%q) = %v, want an error containing %q", tt.in, err, tt.msg)
+		}
+		if got := errors.Is(err, ErrNotSupported); got != tt.unsupported {
+			t.Errorf("parseEnabled(%q): Is(ErrNotSupported) = %v, want %v", tt.in, got, tt.unsupported)
+		}
+	}
+}
