@@ -23,7 +23,6 @@ import (
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/mptcptest"
-	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
 
 var (
@@ -67,7 +66,7 @@ func newFVKPair(t *testing.T) (*fvkPair, *nstest.NS) {
 			ns.MustRun("ip", "addr", "add", a.String()+"/128", "dev", "lo", "nodad")
 		}
 	}
-	real, err := mptcp.Dial(&mptcp.Config{NetNS: fvkOpenNS(t, ns).FD()})
+	real, err := mptcp.Dial(&mptcp.Config{NetNS: ns.Handle().FD()})
 	if err != nil {
 		t.Fatalf("dial kernel in %s: %v", ns, err)
 	}
@@ -80,17 +79,6 @@ func newFVKPair(t *testing.T) (*fvkPair, *nstest.NS) {
 	}
 	t.Cleanup(func() { _ = fake.Close() })
 	return &fvkPair{real: real, fake: fake, k: k}, ns
-}
-
-// fvkOpenNS opens ns for netlink Config.NetNS, closed at cleanup.
-func fvkOpenNS(t *testing.T, ns *nstest.NS) *netns.Handle {
-	t.Helper()
-	h, err := netns.Open(ns.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
-	return h
 }
 
 // fvkAddrCmp compares addresses by value (netip.Addr has unexported
@@ -366,7 +354,7 @@ func TestFakeVsKernelScripted(t *testing.T) {
 func TestFakeVsKernelListenerEvents(t *testing.T) {
 	p, ns := newFVKPair(t)
 	realEvents := fvkCollect(t, func() (*mptcp.EventListener, error) {
-		h := fvkOpenNS(t, ns)
+		h := ns.Handle()
 		return mptcp.ListenEvents(&mptcp.Config{NetNS: h.FD()})
 	})
 	fakeEvents := fvkCollect(t, p.k.ListenEvents)
@@ -464,7 +452,7 @@ func fvkEvent(ev mptcp.Event) string {
 // loss first, and drops further events until the queue is drained.
 func TestFakeVsKernelEventOverrun(t *testing.T) {
 	p, ns := newFVKPair(t)
-	real, err := mptcp.ListenEvents(&mptcp.Config{NetNS: fvkOpenNS(t, ns).FD()})
+	real, err := mptcp.ListenEvents(&mptcp.Config{NetNS: ns.Handle().FD()})
 	if err != nil {
 		t.Fatalf("listen kernel: %v", err)
 	}
@@ -547,7 +535,7 @@ func TestFakeVsKernelUserspacePM(t *testing.T) {
 	if err := p.k.SetPathManager("userspace"); err != nil {
 		t.Fatal(err)
 	}
-	h := fvkOpenNS(t, ns)
+	h := ns.Handle()
 	realEvents, err := mptcp.ListenEvents(&mptcp.Config{NetNS: h.FD()})
 	if err != nil {
 		t.Fatalf("listen kernel: %v", err)

@@ -23,7 +23,6 @@ import (
 
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
-	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
 
 // netmonWait bounds every wait for an expected event.
@@ -40,12 +39,7 @@ type netmonWatch struct {
 
 func netmonStart(t *testing.T, ns *nstest.NS, cfg netmon.Config) *netmonWatch {
 	t.Helper()
-	h, err := netns.Open(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close() // the monitor keeps its own descriptor
-	cfg.NetNS = h.FD()
+	cfg.NetNS = ns.Handle().FD() // the monitor keeps its own descriptor
 	m, err := netmon.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("netmon.Start in %s: %v", ns, err)
@@ -426,7 +420,7 @@ func TestNetmonLinksAddrsRoutes(t *testing.T) {
 	w.settle("after adding default routes", netmonWait)
 
 	// The one-shot dump agrees with the state built from events.
-	snap, err := netmon.Snapshot(context.Background(), netmonConfig(t, ns))
+	snap, err := netmon.Snapshot(context.Background(), netmon.Config{NetNS: ns.Handle().FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,16 +490,6 @@ func TestNetmonLinksAddrsRoutes(t *testing.T) {
 	if now, _ := os.Readlink("/proc/self/ns/net"); now != hostNS {
 		t.Errorf("the process moved from network namespace %s to %s", hostNS, now)
 	}
-}
-
-func netmonConfig(t *testing.T, ns *nstest.NS) netmon.Config {
-	t.Helper()
-	h, err := netns.Open(ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return netmon.Config{NetNS: h.FD()}
 }
 
 func TestNetmonLostEvents(t *testing.T) {

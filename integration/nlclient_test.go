@@ -31,21 +31,10 @@ const nlEventTimeout = 10 * time.Second
 
 var nlAddrCmp = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
 
-// nlOpenNS opens ns for netlink Config.NetNS, closed at cleanup.
-func nlOpenNS(t *testing.T, ns *nstest.NS) *netns.Handle {
-	t.Helper()
-	h, err := netns.Open(ns.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close() })
-	return h
-}
-
 // nlDialNS opens a client inside ns.
 func nlDialNS(t *testing.T, ns *nstest.NS) *mptcp.Client {
 	t.Helper()
-	c, err := mptcp.Dial(&mptcp.Config{NetNS: nlOpenNS(t, ns).FD()})
+	c, err := mptcp.Dial(&mptcp.Config{NetNS: ns.Handle().FD()})
 	if err != nil {
 		t.Fatalf("Dial in %s: %v", ns, err)
 	}
@@ -277,7 +266,7 @@ func TestNLClientKernelErrors(t *testing.T) {
 // and CheckEnabled says what is off, for that namespace only.
 func TestNLClientDisabledNamespace(t *testing.T) {
 	ns := nstest.New(t)
-	cfg := &mptcp.Config{NetNS: nlOpenNS(t, ns).FD()}
+	cfg := &mptcp.Config{NetNS: ns.Handle().FD()}
 	if err := mptcp.CheckEnabled(cfg); err != nil {
 		t.Fatalf("CheckEnabled in a fresh namespace: %v", err)
 	}
@@ -459,7 +448,7 @@ func nlConnectionEvents(t *testing.T, ch <-chan nlReceived, local netip.AddrPort
 
 func TestNLClientEvents(t *testing.T) {
 	ns := nstest.New(t)
-	h := nlOpenNS(t, ns)
+	h := ns.Handle()
 	_, ch := nlListen(t, h, 0)
 	ln := nlMptcpServer(t, h)
 
@@ -472,7 +461,7 @@ func TestNLClientEvents(t *testing.T) {
 
 func TestNLClientEventsLost(t *testing.T) {
 	ns := nstest.New(t)
-	h := nlOpenNS(t, ns)
+	h := ns.Handle()
 	l, err := mptcp.ListenEvents(&mptcp.Config{NetNS: h.FD()})
 	if err != nil {
 		t.Fatalf("ListenEvents: %v", err)
@@ -574,7 +563,7 @@ func TestNLClientUserspacePM(t *testing.T) {
 	ns.MustRun("sysctl", "-q", "-w", "net.mptcp.path_manager=userspace")
 	ns.MustRun("ip", "addr", "add", "10.5.0.1/32", "dev", "lo")
 	ns.MustRun("ip", "addr", "add", "10.5.0.2/32", "dev", "lo")
-	h := nlOpenNS(t, ns)
+	h := ns.Handle()
 	c := nlDialNS(t, ns)
 	_, ch := nlListen(t, h, 0) // also makes the kernel accept joins
 
@@ -674,7 +663,7 @@ func TestNLClientUserspacePM(t *testing.T) {
 
 func TestNLClientCloseUnblocksReceive(t *testing.T) {
 	ns := nstest.New(t)
-	l, err := mptcp.ListenEvents(&mptcp.Config{NetNS: nlOpenNS(t, ns).FD()})
+	l, err := mptcp.ListenEvents(&mptcp.Config{NetNS: ns.Handle().FD()})
 	if err != nil {
 		t.Fatalf("ListenEvents: %v", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
 
 // NS is a named network namespace created for one test.
@@ -105,3 +107,15 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 
 // String is the namespace's name.
 func (ns *NS) String() string { return ns.Name }
+
+// Handle opens the namespace for netlink clients (Config.NetNS is its FD)
+// and closes it when the test ends.
+func (ns *NS) Handle() *netns.Handle {
+	ns.t.Helper()
+	h, err := netns.Open(ns.Path())
+	if err != nil {
+		ns.t.Fatal(err)
+	}
+	ns.t.Cleanup(func() { _ = h.Close() })
+	return h
+}
