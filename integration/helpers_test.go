@@ -80,6 +80,7 @@ func buildBinary(dir, pkg string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, modulePath+"/"+pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
