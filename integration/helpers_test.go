@@ -168,10 +168,16 @@ const toolTimeout = 30 * time.Second
 // run runs one short (non-monitor) command to completion.
 func (tl mptcpTool) run(t testing.TB, ns string, json bool, args ...string) result {
 	t.Helper()
+	return tl.runArgv(t, tl.argv(ns, json, args))
+}
+
+// runArgv runs the tool with a complete argument list.
+func (tl mptcpTool) runArgv(t testing.TB, argv []string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
 	var o, e bytes.Buffer
-	cmd := tl.command(ctx, ns, json, args...)
+	cmd := exec.CommandContext(ctx, tl.path, argv...)
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	r := result{stdout: o.String(), stderr: e.String()}
@@ -181,7 +187,7 @@ func (tl mptcpTool) run(t testing.TB, ns string, json bool, args ...string) resu
 	case errors.As(err, &ee) && ee.Exited():
 		r.code = ee.ExitCode()
 	default:
-		t.Fatalf("%s %s: %v (stderr %q)", tl.name, strings.Join(tl.argv(ns, json, args), " "), err, e.String())
+		t.Fatalf("%s %s: %v (stderr %q)", tl.name, strings.Join(argv, " "), err, e.String())
 	}
 	return r
 }

@@ -28,27 +28,49 @@ type Env struct {
 // Main runs mptcpctl with args (without the program name) and returns the
 // exit status.
 func Main(args []string, env Env) int {
-	r := &runner{env: env}
+	opts, rest, err := parseGlobalOptions(args)
+	if err != nil {
+		return exitStatus(env.Stderr, err)
+	}
+	r := &runner{env: env, netns: opts.netns, json: opts.json, pretty: opts.pretty, rcvbuf: opts.rcvbuf}
 	defer r.close()
+	switch {
+	case opts.version:
+		rest = []string{"--version"}
+	case opts.help, opts.human && len(rest) == 0:
+		rest = []string{"--help"}
+	case opts.batch != "":
+		return r.batch(opts.batch, opts.force)
+	}
+	return exitStatus(env.Stderr, r.execute(rest))
+}
+
+// execute runs one command line, the words after the global options.
+func (r *runner) execute(args []string) error {
 	root := r.rootCommand()
 	root.SetArgs(args)
-	root.SetOut(env.Stdout)
-	root.SetErr(env.Stderr)
-	err := root.Execute()
+	root.SetOut(r.env.Stdout)
+	root.SetErr(r.env.Stderr)
+	return root.Execute()
+}
+
+// exitStatus prints err, if any, and returns the exit status it stands for.
+func exitStatus(stderr io.Writer, err error) int {
 	if err == nil {
 		return ExitOK
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		fmt.Fprintln(env.Stderr, ee.Msg)
+		fmt.Fprintln(stderr, ee.Msg)
 		return ee.Code
 	}
 	// Errors of cobra itself: unknown options and the like.
-	fmt.Fprintf(env.Stderr, "Error: %v\nTry \"mptcpctl --help\".\n", err)
+	fmt.Fprintf(stderr, "Error: %v\nTry \"mptcpctl --help\".\n", err)
 	return ExitUsage
 }
 
-const usageText = `Usage: mptcpctl [ -n NETNS ] [ -j [ -p ] ] OBJECT COMMAND [ ARGS ]
+const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
+       mptcpctl [ -force ] -batch FILE
        mptcpctl endpoint add ADDRESS [ dev NAME ] [ id ID ]
                                      [ port NR ] [ FLAG-LIST ]
        mptcpctl endpoint delete id ID [ ADDRESS ]
@@ -60,7 +82,9 @@ const usageText = `Usage: mptcpctl [ -n NETNS ] [ -j [ -p ] ] OBJECT COMMAND [ A
        mptcpctl monitor
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
-CHANGE-OPT := [ backup | nobackup | fullmesh | nofullmesh ]`
+CHANGE-OPT := [ backup | nobackup | fullmesh | nofullmesh ]
+OPTIONS := { -n[etns] NETNS | -j[son] | -p[retty] | -V[ersion] |
+             -b[atch] FILE | -force | -rc[vbuf] SIZE }`
 
 const rootLong = `mptcpctl configures the kernel's MPTCP path manager: endpoints, limits,
 and the event monitor, in a network namespace of choice.
@@ -72,12 +96,23 @@ be shortened as ip allows: the first keyword a word is a prefix of wins
 decimal, 0x-hex or 0-octal. -j prints JSON: endpoints as ip -j does, limits
 as {"add_addr_accepted":N,"subflows":N}, monitor one object per event.
 
+The options before the object are ip's, matched the same way ("-n" is
+-netns, "-b" is -batch); the ones that change nothing for MPTCP (-4, -6,
+-s, -d, -o, -t, -c, ...) are accepted and ignored. -rcvbuf sets the
+monitor's socket buffer. -batch runs one command per line of FILE ("-":
+stdin), with '#' comments, '\' continuations and quotes, and a leading
+"mptcp" word allowed, so ip batch files of mptcp commands run unchanged;
+a failed command stops the batch ("Command failed FILE:LINE", exit 1)
+unless -force.
+
 Differences from ip 6.1: the "laminar" flag (Linux 6.18) is accepted;
 "any", "default" and "all" are refused as addresses, and "change" without
 id or address is refused, before anything is sent (ip leaves both to the
-kernel); "help" prints this text on stdout and exits 0. Text output stays
-ip 6.1's, so flags it cannot name (implicit, laminar) print as "rawflags
-N" and listener events as "[UNKNOWN N]"; -j monitor names them.
+kernel); "help", -help and a lone -h print this text on stdout and exit
+0; in a batch a usage error fails that command, where ip exits at once;
+-netns=NAME is accepted as well. Text output stays ip 6.1's, so flags it
+cannot name (implicit, laminar) print as "rawflags N" and listener events
+as "[UNKNOWN N]"; -j monitor names them.
 
 ` + usageText + `
 
@@ -89,6 +124,7 @@ type runner struct {
 	netns   string
 	json    bool
 	pretty  bool
+	rcvbuf  int // -rcvbuf: the monitor socket's receive buffer
 	backend Backend
 }
 
@@ -338,6 +374,13 @@ func (r *runner) monitor(args []string) error {
 		return &ExitError{Code: ExitUsage, Msg: "can't subscribe to mptcp events: " + errnoText(err)}
 	}
 	defer src.Close()
+	if r.rcvbuf > 0 {
+		if s, ok := src.(interface{ SetReadBuffer(int) error }); ok {
+			if err := s.SetReadBuffer(r.rcvbuf); err != nil {
+				return &ExitError{Code: ExitUsage, Msg: "Error: setting the receive buffer: " + err.Error()}
+			}
+		}
+	}
 	var out bytes.Buffer
 	for {
 		// Events come with an error when some of their batch did not
@@ -405,9 +448,12 @@ func (r *runner) rootCommand() *cobra.Command {
 		return dispatch(r.topVerbs(root), args)
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&r.netns, "netns", "n", "", "run in network namespace `NETNS` (a name under /run/netns, or a path)")
-	pf.BoolVarP(&r.json, "json", "j", false, "print JSON")
-	pf.BoolVarP(&r.pretty, "pretty", "p", false, "indent JSON output")
+	// The defaults are what the ip-style options before the command words
+	// set (parseGlobalOptions); cobra sees these flags only in its own
+	// commands, such as completion.
+	pf.StringVarP(&r.netns, "netns", "n", r.netns, "run in network namespace `NETNS` (a name under /run/netns, or a path)")
+	pf.BoolVarP(&r.json, "json", "j", r.json, "print JSON")
+	pf.BoolVarP(&r.pretty, "pretty", "p", r.pretty, "indent JSON output")
 
 	leaf := func(use, short string, run func([]string) error, words ...string) *cobra.Command {
 		c := &cobra.Command{

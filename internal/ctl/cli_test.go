@@ -234,8 +234,8 @@ func TestCommands(t *testing.T) {
 		{line: "l s subflows -1", code: ExitUsage, stderr: "Error: argument \"-1\" is wrong: invalid subflows\n"},
 		{line: "l sh bogus", code: ExitUsage, stderr: "Error: argument \"bogus\" is wrong: unknown limit\n"},
 		{line: "l s subflows", code: ExitUsage, stderr: "Command line is not complete: \"subflows\" needs a value. Try \"mptcpctl help\".\n"},
-		{line: "-x e s", code: ExitUsage, stderr: "Error: unknown shorthand flag: 'x' in -x\nTry \"mptcpctl --help\".\n"},
-		{line: "-n", code: ExitUsage, stderr: "Error: flag needs an argument: 'n' in -n\nTry \"mptcpctl --help\".\n"},
+		{line: "-x e s", code: ExitUsage, stderr: "Option \"-x\" is unknown, try \"mptcpctl -help\".\n"},
+		{line: "-n", code: ExitUsage, stderr: "Option \"-n\" needs a value (-netns VALUE).\n"},
 
 		// Help and version.
 		{line: "--version", stdout: "mptcpctl v9.9-test\n"},
