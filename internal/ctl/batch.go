@@ -21,7 +21,7 @@ func (r *runner) batch(name string, force bool) int {
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			fmt.Fprintf(r.env.Stderr, "Cannot open file %q for reading: %s\n", name, strerrorOf(err))
+			fmt.Fprintf(r.env.Stderr, "Cannot open file %q for reading: %s\n", name, errnoText(err))
 			return ExitFailure
 		}
 		defer f.Close()
@@ -52,15 +52,6 @@ func (r *runner) batch(name string, force bool) int {
 			}
 		}
 	}
-}
-
-// strerrorOf is the errno text of a file error, as perror prints it.
-func strerrorOf(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return strerror(pe.Err)
-	}
-	return err.Error()
 }
 
 // cmdlineReader splits a batch file into command lines the way iproute2's
