@@ -49,3 +49,55 @@ func parseEnabled(val []byte) error {
 		return fmt.Errorf("mptcp: unexpected net.mptcp.enabled value %q", v)
 	}
 }
+
+// Path manager sysctls: net.mptcp.path_manager (Linux 6.15+, a name) and
+// the older net.mptcp.pm_type (0 in-kernel, 1 userspace).
+const (
+	sysctlPathManager = "/proc/sys/net/mptcp/path_manager"
+	sysctlPMType      = "/proc/sys/net/mptcp/pm_type"
+)
+
+// PathManager returns the path manager new connections in cfg's namespace
+// get: "kernel" or "userspace" (or whatever newer name the kernel reports).
+func PathManager(cfg *Config) (string, error) {
+	var fd int
+	if cfg != nil {
+		fd = cfg.NetNS
+	}
+	var name string
+	err := netns.DoFD(fd, func() error {
+		val, err := os.ReadFile(sysctlPathManager)
+		if err == nil {
+			name = string(bytes.TrimSpace(val))
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		val, err = os.ReadFile(sysctlPMType)
+		if err != nil {
+			return err
+		}
+		name, err = pmTypeName(val)
+		return err
+	})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("mptcp: kernel built without MPTCP (CONFIG_MPTCP): %w", ErrNotSupported)
+	case err != nil:
+		return "", fmt.Errorf("mptcp: reading the path manager sysctl: %w", err)
+	}
+	return name, nil
+}
+
+// pmTypeName maps net.mptcp.pm_type's value onto path_manager's names.
+func pmTypeName(val []byte) (string, error) {
+	switch v := string(bytes.TrimSpace(val)); v {
+	case "0":
+		return "kernel", nil
+	case "1":
+		return "userspace", nil
+	default:
+		return "", fmt.Errorf("unexpected net.mptcp.pm_type value %q", v)
+	}
+}

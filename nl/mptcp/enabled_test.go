@@ -34,3 +34,27 @@ func TestParseEnabled(t *testing.T) {
 		}
 	}
 }
+
+func TestPMTypeName(t *testing.T) {
+	for in, want := range map[string]string{"0\n": "kernel", "1\n": "userspace"} {
+		if got, err := pmTypeName([]byte(in)); err != nil || got != want {
+			t.Errorf("pmTypeName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := pmTypeName([]byte("7\n")); err == nil || !strings.Contains(err.Error(), `"7"`) {
+		t.Errorf("pmTypeName(7) = %v, want an error naming the value", err)
+	}
+}
+
+func TestPathManagerHere(t *testing.T) {
+	name, err := PathManager(nil)
+	if errors.Is(err, ErrNotSupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "" {
+		t.Fatal("PathManager returned an empty name")
+	}
+}
