@@ -41,6 +41,13 @@ type Reconciler struct {
 	// adminLimits are the limits left to someone else, with the value
 	// last logged, so that a limit left alone is logged once per value.
 	adminLimits map[string]uint32
+
+	// The kernel's table as the last clean pass left it, and the limits
+	// that pass wanted, for ReconcileCached.
+	table      []mptcp.Endpoint
+	tableOK    bool
+	wantLimits mptcp.Limits
+	limitsOK   bool
 }
 
 // NewReconciler returns a reconciler that acts on k and keeps ownership in
@@ -128,11 +135,31 @@ func (e *OpError) Unwrap() error { return e.Err }
 // error is non-nil only when the pass could not start (the dump failed).
 // A pass over an unchanged network and policy writes nothing.
 func (r *Reconciler) Reconcile(n Network, p *policy.Policy) (Result, error) {
+	return r.reconcile(n, p, true)
+}
+
+// ReconcileCached is Reconcile for a pass triggered by a network event:
+// it trusts the table the previous clean pass left instead of dumping it
+// again, and reads the limits only when the wanted ones changed, so that
+// an address change costs the kernel writes it needs and nothing else.
+// Changes made behind the daemon's back are not seen by such a pass: a
+// refused write marks the cache stale (Result.Retry), and the periodic
+// full Reconcile catches the rest.
+func (r *Reconciler) ReconcileCached(n Network, p *policy.Policy) (Result, error) {
+	return r.reconcile(n, p, false)
+}
+
+func (r *Reconciler) reconcile(n Network, p *policy.Policy, fresh bool) (Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	eps, err := r.k.Endpoints()
-	if err != nil {
-		return Result{}, fmt.Errorf("pm: reconcile: dump endpoints: %w", err)
+	eps := r.table
+	if fresh || !r.tableOK {
+		var err error
+		if eps, err = r.k.Endpoints(); err != nil {
+			r.tableOK = false
+			return Result{}, fmt.Errorf("pm: reconcile: dump endpoints: %w", err)
+		}
+		fresh = true
 	}
 	var res Result
 	ours, foreign := r.split(eps, n, p, &res)
@@ -142,12 +169,48 @@ func (r *Reconciler) Reconcile(n Network, p *policy.Policy) (Result, error) {
 
 	failedDel := r.deleteAll(d.deletes, &res)
 	r.setFlagsAll(d.flags, &res)
-	r.addAll(d.adds, eps, failedDel, &res)
-	r.reconcileLimits(res.Plan.Limits, &res)
+	replaced := r.addAll(d.adds, eps, failedDel, &res)
+	if fresh || !r.limitsOK || !sameLimits(res.Plan.Limits, r.wantLimits) {
+		r.reconcileLimits(res.Plan.Limits, &res)
+		r.wantLimits, r.limitsOK = res.Plan.Limits, !limitsFailed(&res)
+	}
 	if err := r.st.save(); err != nil {
 		res.Failed = append(res.Failed, &OpError{Op: "save state", Err: err})
 	}
+	r.table, r.tableOK = tableAfter(eps, &res), len(res.Failed) == 0 && !res.Retry && !replaced
 	return res, nil
+}
+
+// tableAfter is the kernel's table once res's writes are done.
+func tableAfter(before []mptcp.Endpoint, res *Result) []mptcp.Endpoint {
+	gone := make(map[mptcp.ID]bool, len(res.Deleted))
+	for _, e := range res.Deleted {
+		gone[e.ID] = true
+	}
+	flags := make(map[mptcp.ID]mptcp.Flags, len(res.FlagsChanged))
+	for _, e := range res.FlagsChanged {
+		flags[e.ID] = e.Flags
+	}
+	after := make([]mptcp.Endpoint, 0, len(before)+len(res.Added))
+	for _, e := range before {
+		if gone[e.ID] {
+			continue
+		}
+		if f, ok := flags[e.ID]; ok {
+			e.Flags = f
+		}
+		after = append(after, e)
+	}
+	return append(after, res.Added...)
+}
+
+func sameLimits(a, b mptcp.Limits) bool {
+	eq := func(x, y *uint32) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return eq(a.Subflows, b.Subflows) && eq(a.AddAddrAccepted, b.AddAddrAccepted)
+}
+
+func limitsFailed(res *Result) bool {
+	return slices.ContainsFunc(res.Failed, func(f *OpError) bool { return f.Op == "read limits" || f.Op == "set limits" })
 }
 
 // split sorts the kernel's endpoints into ours and foreign, adopting
@@ -336,7 +399,7 @@ func (r *Reconciler) setFlagsAll(eps []mptcp.Endpoint, res *Result) {
 // addAll adds endpoints with ids of our choosing, recorded in the store
 // (and saved) before any of them reaches the kernel. before is the table
 // as dumped; stuck the ids of ours that could not be deleted.
-func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[mptcp.ID]bool, res *Result) {
+func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[mptcp.ID]bool, res *Result) (replaced bool) {
 	used := make(map[mptcp.ID]bool)
 	for _, e := range before {
 		used[e.ID] = true
@@ -370,18 +433,21 @@ func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[
 		todo = append(todo, p)
 	}
 	if len(todo) == 0 {
-		return
+		return false
 	}
-	if err := r.st.save(); err != nil {
+	intents := make([]Owned, len(todo))
+	for i, p := range todo {
+		intents[i] = Owned{ID: p.id, Addr: p.e.Addr.Unmap(), Port: p.e.Port}
+	}
+	if err := r.st.intend(intents); err != nil {
 		err = fmt.Errorf("write-ahead record: %w", err)
 		// Without the record an endpoint could outlive our knowledge of it.
 		for _, p := range todo {
 			r.st.forget(p.id)
 			r.fail(res, "add", p.e, err)
 		}
-		return
+		return false
 	}
-	replaced := false
 	for _, p := range todo {
 		if err := r.k.AddEndpoint(p.e); err != nil {
 			r.st.forget(p.id)
@@ -398,6 +464,7 @@ func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[
 	if replaced {
 		r.confirmImplicit(res)
 	}
+	return replaced
 }
 
 // confirmImplicit checks the ids of endpoints that replaced implicit ones:

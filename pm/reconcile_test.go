@@ -704,3 +704,89 @@ func TestReconcileImplicit(t *testing.T) {
 		t.Errorf("foreign endpoints %v: want the other implicit one left alone", implicit)
 	}
 }
+
+// countingKernel counts the table dumps a reconciler makes.
+type countingKernel struct {
+	Kernel
+	dumps int
+}
+
+func (k *countingKernel) Endpoints() ([]mptcp.Endpoint, error) {
+	k.dumps++
+	return k.Kernel.Endpoints()
+}
+
+func TestReconcileCached(t *testing.T) {
+	g := newRig(t)
+	ck := &countingKernel{Kernel: g.c}
+	g.r = NewReconciler(ck, g.st, nil)
+	cached := func(n Network) Result {
+		t.Helper()
+		res, err := g.r.ReconcileCached(n, testPolicy())
+		if err != nil {
+			t.Fatalf("ReconcileCached: %v", err)
+		}
+		return res
+	}
+	n := testNetwork()
+	// Without a clean pass behind it, a cached pass dumps.
+	cached(n)
+	if ck.dumps != 1 {
+		t.Fatalf("first pass: %d dumps, want 1", ck.dumps)
+	}
+	g.ops()
+
+	// An address goes: one delete, no reads (the wanted limits stay).
+	gone := slices.DeleteFunc(slices.Clone(n.Addrs), func(a Address) bool { return a.Addr() == ip("2001:db8::10") })
+	smaller := n
+	smaller.Addrs = gone
+	cached(smaller)
+	g.wantOps("DEL_ADDR 2001:db8::10 id 2: ok")
+	if ck.dumps != 1 {
+		t.Errorf("event pass dumped the table (%d dumps)", ck.dumps)
+	}
+	// It comes back: one add with the id the cache knows is free.
+	cached(n)
+	g.wantOps("ADD_ADDR 2001:db8::10 id 2 subflow ifindex 2: ok")
+	if ck.dumps != 1 {
+		t.Errorf("event pass dumped the table (%d dumps)", ck.dumps)
+	}
+
+	// Someone takes the next id behind our back: the add is refused, the
+	// pass asks for a retry, and the next pass dumps and gets it right.
+	g.addForeign(mptcp.Endpoint{ID: 4, Addr: ip("203.0.113.99"), Flags: mptcp.FlagSignal})
+	g.k.ResetOps()
+	bigger := n
+	bigger.Addrs = append(slices.Clone(n.Addrs), addr(2, "192.0.2.11/24", 0))
+	if res := cached(bigger); !res.Retry || len(res.Failed) != 1 {
+		t.Fatalf("pass into a taken id: retry %v, failed %v; want a refused add and a retry", res.Retry, res.Err())
+	}
+	g.ops()
+	before := ck.dumps
+	res := cached(bigger)
+	if len(res.Failed) != 0 {
+		t.Fatalf("retry pass failed: %v", res.Err())
+	}
+	if ck.dumps != before+1 {
+		t.Errorf("retry pass after a refused write did not dump")
+	}
+	if _, ok := wantedSet(res.Plan)[ip("192.0.2.11")]; !ok {
+		t.Fatalf("plan lacks 192.0.2.11: %v", res.Plan.Endpoints)
+	}
+	if !slices.ContainsFunc(g.k.Endpoints(), func(e mptcp.Endpoint) bool { return e.Addr == ip("192.0.2.11") }) {
+		t.Errorf("192.0.2.11 has no endpoint after the retry: %v", g.k.Endpoints())
+	}
+
+	// A change behind our back that no write runs into is left to the
+	// full pass: it dumps, sees our endpoint gone, and puts it back.
+	if err := g.c.DeleteEndpoint(1, ip("192.0.2.10")); err != nil {
+		t.Fatal(err)
+	}
+	g.k.ResetOps()
+	cached(bigger)
+	g.wantOps()
+	g.reconcile(bigger, testPolicy())
+	if ops := g.ops(); len(ops) != 1 || !strings.HasPrefix(ops[0], "ADD_ADDR 192.0.2.10 ") {
+		t.Errorf("full pass after a foreign delete wrote %v, want the endpoint re-added", ops)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"net/netip"
@@ -54,6 +55,11 @@ type recordedLimits struct {
 type Store struct {
 	path string
 
+	// durable is false on tmpfs (/run), where fsync does nothing but cost
+	// syscalls on the path from an address event to the kernel: the file
+	// only has to survive the daemon (rename is atomic), not a reboot.
+	durable bool
+
 	mu    sync.Mutex
 	data  storeFile
 	dirty bool
@@ -65,10 +71,11 @@ type Store struct {
 // the path: the caller logs it and goes on, and the next save replaces
 // the file. Any other read error returns no store.
 func OpenStore(path string) (*Store, error) {
-	st := &Store{path: path, data: storeFile{Version: storeVersion}}
+	st := &Store{path: path, data: storeFile{Version: storeVersion}, durable: !onTmpfs(filepath.Dir(path))}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
+		// A daemon killed before its first save left only a journal.
+		return st, st.replay()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pm: read state: %w", err)
@@ -91,7 +98,75 @@ func OpenStore(path string) (*Store, error) {
 		}
 	}
 	st.data = f
+	if err := st.replay(); err != nil {
+		return st, err
+	}
 	return st, nil
+}
+
+// The write-ahead journal sits beside the state file: one line per
+// endpoint about to be added ("own ID ADDR PORT"), appended in a single
+// write before the kernel is asked, so that the path from an address
+// event to the kernel costs one small write instead of rewriting the
+// state file. save folds it into the state file and empties it.
+func (s *Store) journalPath() string { return s.path + ".wal" }
+
+// intend records, before they are added, endpoints the daemon is about to
+// create.
+func (s *Store) intend(eps []Owned) error {
+	var b []byte
+	for _, o := range eps {
+		b = fmt.Appendf(b, "own %d %s %d\n", o.ID, o.Addr, o.Port)
+	}
+	open := func() (*os.File, error) {
+		return os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	}
+	f, err := open()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(s.path), 0o755); err == nil {
+			f, err = open()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil && s.durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// replay applies a journal left by a daemon that died before folding it
+// in. A line cut short (the write never completed) is ignored.
+func (s *Store) replay() error {
+	b, err := os.ReadFile(s.journalPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pm: read state journal: %w", err)
+	}
+	for i, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if len(line) == 0 || line[len(line)-1] != '\n' {
+			break
+		}
+		var (
+			id   uint8
+			addr string
+			port uint16
+		)
+		n, err := fmt.Sscanf(string(line), "own %d %s %d\n", &id, &addr, &port)
+		a, aerr := netip.ParseAddr(addr)
+		if err != nil || n != 3 || aerr != nil || id == 0 {
+			return fmt.Errorf("pm: %w %s line %d: %q", ErrCorruptStore, s.journalPath(), i+1, bytes.TrimSpace(line))
+		}
+		s.own(mptcp.Endpoint{ID: mptcp.ID(id), Addr: a, Port: port})
+	}
+	return nil
 }
 
 // Path returns the state file's name.
@@ -198,25 +273,32 @@ func (s *Store) save() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.path, append(b, '\n')); err != nil {
+	if err := writeAtomic(s.path, append(b, '\n'), s.durable); err != nil {
 		return err
 	}
 	s.dirty = false
+	// The state file now holds everything the journal said.
+	if err := os.Truncate(s.journalPath(), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return nil
 }
 
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+func writeAtomic(path string, b []byte, durable bool) error {
+	// One writer per namespace, so a fixed temporary name is enough and
+	// saves the random-name retries of os.CreateTemp.
+	dir, tmp := filepath.Dir(path), filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		}
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -228,6 +310,9 @@ func writeAtomic(path string, b []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {
@@ -252,4 +337,13 @@ func statePath(dir, nsFile string) (string, error) {
 		return "", fmt.Errorf("pm: identify network namespace: stat %s: %w", nsFile, err)
 	}
 	return filepath.Join(dir, fmt.Sprintf("netns-%d-%d.json", st.Dev, st.Ino)), nil
+}
+
+// onTmpfs reports whether dir is on tmpfs (or ramfs); false when unsure.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }

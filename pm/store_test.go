@@ -2,8 +2,10 @@ package pm
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,5 +149,53 @@ func TestStatePath(t *testing.T) {
 		if _, err := StatePath(dir); err != nil {
 			t.Errorf("StatePath: %v", err)
 		}
+	}
+}
+
+func TestStoreJournal(t *testing.T) {
+	path := filepath.Join(stateDir(t), "s.json")
+	st, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intents := []Owned{{ID: 7, Addr: netip.MustParseAddr("192.0.2.7")}, {ID: 9, Addr: netip.MustParseAddr("2001:db8::9"), Port: 4000}}
+	if err := st.intend(intents); err != nil {
+		t.Fatal(err)
+	}
+	// A daemon killed here, mid-way through a third record.
+	f, err := os.OpenFile(path+".wal", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("own 11 192.0.2."); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	back, err := OpenStore(path)
+	if err != nil {
+		t.Fatalf("reopening with a journal: %v", err)
+	}
+	if got := back.Endpoints(); !slices.Equal(got, intents) {
+		t.Errorf("replayed %v, want %v (the cut-short record ignored)", got, intents)
+	}
+	// Saving folds the journal in and empties it.
+	if err := back.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path + ".wal"); err != nil || len(b) != 0 {
+		t.Errorf("journal after save: %q, %v; want empty", b, err)
+	}
+	again, err := OpenStore(path)
+	if err != nil || !slices.Equal(again.Endpoints(), intents) {
+		t.Errorf("after the save: %v, %v; want %v", again.Endpoints(), err, intents)
+	}
+
+	// A line that is not a record is reported, not guessed at.
+	if err := os.WriteFile(path+".wal", []byte("own 300 192.0.2.1 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenStore(path); !errors.Is(err, ErrCorruptStore) || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("bad journal line: %v, want ErrCorruptStore naming line 1", err)
 	}
 }
