@@ -10,7 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test unit integration lint fuzz bench demo clean
+.PHONY: all build test unit integration lint fuzz bench demo install clean
 
 all: build
 
@@ -51,6 +51,18 @@ demo: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Installs the binaries, the systemd unit and the example configuration
+# (never over an existing /etc file). DESTDIR for packaging.
+PREFIX  ?= /usr
+install: build
+	install -D -m 0755 $(BIN)/mptcpd $(DESTDIR)$(PREFIX)/sbin/mptcpd
+	install -D -m 0755 $(BIN)/mptcpctl $(DESTDIR)$(PREFIX)/bin/mptcpctl
+	install -D -m 0644 dist/mptcpd.service $(DESTDIR)/etc/systemd/system/mptcpd.service
+	install -D -m 0644 dist/rt_protos.conf $(DESTDIR)/etc/iproute2/rt_protos.d/mptcpd.conf
+	install -d $(DESTDIR)/etc/mptcpd
+	[ -e $(DESTDIR)/etc/mptcpd/mptcpd.conf ] || install -m 0644 mptcpd.conf.example $(DESTDIR)/etc/mptcpd/mptcpd.conf
+	install -D -m 0644 policy.example $(DESTDIR)$(PREFIX)/share/doc/mptcpd-go/policy.example
 
 clean:
 	rm -rf $(BIN)

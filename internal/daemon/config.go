@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mptcpd-go/mptcpd/policy"
+)
+
+const (
+	// DefaultConfigPath is Intel mptcpd's configuration file, read as is.
+	DefaultConfigPath = policy.DefaultConfigFile
+	// DefaultPolicyPath is used when it exists and neither mptcpd.conf's
+	// policy-file nor --policy names another file.
+	DefaultPolicyPath = "/etc/mptcpd/policy"
+)
+
+// Options are the command line: the file to read and the flags that
+// override its keys. Empty strings and nil pointers mean "not given".
+type Options struct {
+	ConfigPath string
+
+	// Intel mptcpd's flags.
+	Log         string
+	PluginDir   string
+	PathManager string
+	AddrFlags   string
+	NotifyFlags string
+	LoadPlugins string
+	Debug       bool
+
+	// mptcpd-go's own.
+	PolicyPath     string
+	StateDir       string
+	RemoveOnExit   *bool
+	ResyncInterval time.Duration
+	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
+	// netmon's default. Tests shrink it to force lost events.
+	ReceiveBuffer int
+
+	Version string
+	Stderr  io.Writer
+}
+
+// settings is everything Run derives from the files and flags; a reload
+// builds a new one and swaps it in only when all of it is valid.
+type settings struct {
+	conf     *policy.Config
+	policy   *policy.Policy
+	warnings []string
+}
+
+// loadSettings reads mptcpd.conf, applies the command-line overrides and
+// loads the policy it names. Every problem is returned at once.
+func loadSettings(opts Options) (*settings, error) {
+	path := opts.ConfigPath
+	if path == "" {
+		path = DefaultConfigPath
+	}
+	conf, warns, err := policy.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &settings{conf: conf}
+	for _, w := range warns {
+		s.warnings = append(s.warnings, w.String())
+	}
+	if err := applyFlags(conf, opts); err != nil {
+		return nil, err
+	}
+	if conf.PolicyFile == "" {
+		if _, err := os.Stat(DefaultPolicyPath); err == nil {
+			conf.PolicyFile = DefaultPolicyPath
+		}
+	}
+	if !conf.InKernelPM() {
+		return nil, fmt.Errorf("path-manager=%s selects the userspace path manager, which this mptcpd-go build does not provide yet; use path-manager=addr_adv (in-kernel endpoints)", conf.PathManager)
+	}
+	if conf.Set&policy.KeyPluginDir != 0 {
+		s.warnings = append(s.warnings, "plugin-dir is ignored: mptcpd-go's plugins are built in")
+	}
+	if len(conf.LoadPlugins) > 0 {
+		s.warnings = append(s.warnings, fmt.Sprintf("load-plugins=%s is ignored in the in-kernel mode (path-manager=addr_adv)", strings.Join(conf.LoadPlugins, ",")))
+	}
+	if conf.Set&policy.KeyNotifyFlags != 0 && conf.NotifyFlags&policy.NotifyExisting == 0 {
+		s.warnings = append(s.warnings, "notify-flags without 'existing': mptcpd-go still programs the addresses present at start, since the endpoint table always follows the current state")
+	}
+	if conf.Set&policy.KeyAddrFlags != 0 && conf.PolicyFile != "" {
+		s.warnings = append(s.warnings, fmt.Sprintf("addr-flags is ignored: the policy file %s sets the flags of each rule", conf.PolicyFile))
+	}
+	s.policy, err = conf.Policy()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// applyFlags overrides conf's keys with the flags given on the command
+// line, marking them as set.
+func applyFlags(conf *policy.Config, opts Options) error {
+	var errs []error
+	str := func(key policy.Key, v string, dst *string) {
+		if v != "" {
+			*dst = v
+			conf.Set |= key
+		}
+	}
+	str(policy.KeyLog, opts.Log, &conf.Log)
+	str(policy.KeyPluginDir, opts.PluginDir, &conf.PluginDir)
+	str(policy.KeyPathManager, opts.PathManager, &conf.PathManager)
+	str(policy.KeyPolicyFile, opts.PolicyPath, &conf.PolicyFile)
+	str(policy.KeyStateDir, opts.StateDir, &conf.StateDir)
+	switch opts.Log {
+	case "", "stderr", "syslog", "journal", "null":
+	default:
+		errs = append(errs, fmt.Errorf("--log=%s: unknown destination (want stderr, syslog, journal or null)", opts.Log))
+	}
+	if opts.AddrFlags != "" {
+		f, err := policy.ParseAddrFlags(opts.AddrFlags)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--addr-flags: %w", err))
+		}
+		conf.AddrFlags, conf.Set = f, conf.Set|policy.KeyAddrFlags
+	}
+	if opts.NotifyFlags != "" {
+		f, err := policy.ParseNotifyFlags(opts.NotifyFlags)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--notify-flags: %w", err))
+		}
+		conf.NotifyFlags, conf.Set = f, conf.Set|policy.KeyNotifyFlags
+	}
+	if opts.LoadPlugins != "" {
+		conf.LoadPlugins, conf.Set = strings.Split(opts.LoadPlugins, ","), conf.Set|policy.KeyLoadPlugins
+	}
+	if opts.RemoveOnExit != nil {
+		conf.RemoveOnExit, conf.Set = *opts.RemoveOnExit, conf.Set|policy.KeyRemoveOnExit
+	}
+	if opts.ResyncInterval != 0 {
+		if opts.ResyncInterval < time.Second {
+			errs = append(errs, fmt.Errorf("--resync-interval=%s is shorter than 1s", opts.ResyncInterval))
+		}
+		conf.ResyncInterval, conf.Set = opts.ResyncInterval, conf.Set|policy.KeyResyncInterval
+	}
+	return errors.Join(errs...)
+}
