@@ -15,6 +15,11 @@ import (
 // mptcpd.conf.
 const DefaultConfigFile = "/etc/mptcpd/mptcpd.conf"
 
+// DefaultPolicyFile is the policy file used when it exists and
+// mptcpd.conf names none (policy-file); without it the built-in Default
+// policy applies.
+const DefaultPolicyFile = "/etc/mptcpd/policy"
+
 // Config is mptcpd.conf: Intel mptcpd 0.12's keys plus mptcpd-go's own,
 // all in the [core] section. Every field holds a usable value (the
 // default when the file does not set it); Set says which keys the file

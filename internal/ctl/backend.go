@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
 
@@ -45,6 +47,9 @@ type Backend interface {
 	PathManager() (PathManager, error)
 	// ListenEvents subscribes to the mptcp_pm events.
 	ListenEvents() (EventSource, error)
+	// NetworkState reads the links, addresses and routes once (policy
+	// explain); ctx bounds the netlink requests.
+	NetworkState(ctx context.Context) (*netmon.State, error)
 	Close() error
 }
 
@@ -83,6 +88,10 @@ func (b *kernelBackend) ListenEvents() (EventSource, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+func (b *kernelBackend) NetworkState(ctx context.Context) (*netmon.State, error) {
+	return netmon.Snapshot(ctx, netmon.Config{NetNS: b.ns.FD()})
 }
 
 // linkHandle opens the rtnetlink handle in the namespace. A failure leaves

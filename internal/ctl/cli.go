@@ -23,6 +23,11 @@ type Env struct {
 	// Open opens the backend of a namespace ("" is mptcpctl's own); nil
 	// means OpenBackend, the kernel.
 	Open func(netns string) (Backend, error)
+
+	// Where the policy commands look when not told otherwise; empty
+	// means the system's: policy.DefaultConfigFile, /etc/mptcpd/policy
+	// and /sys/class/net. Tests point them into testdata.
+	ConfigFile, PolicyFile, SysfsRoot string
 }
 
 // Main runs mptcpctl with args (without the program name) and returns the
@@ -80,6 +85,9 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl limits set [ subflows NR ] [ add_addr_accepted NR ]
        mptcpctl limits show
        mptcpctl monitor
+       mptcpctl policy check [ FILE ] [ --config FILE ]
+       mptcpctl policy show [ --policy FILE ] [ --config FILE ]
+       mptcpctl policy explain [ --policy FILE ] [ --config FILE ]
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
 CHANGE-OPT := [ backup | nobackup | fullmesh | nofullmesh ]
@@ -87,7 +95,9 @@ OPTIONS := { -n[etns] NETNS | -j[son] | -p[retty] | -V[ersion] |
              -b[atch] FILE | -force | -rc[vbuf] SIZE }`
 
 const rootLong = `mptcpctl configures the kernel's MPTCP path manager: endpoints, limits,
-and the event monitor, in a network namespace of choice.
+and the event monitor, in a network namespace of choice. Its policy
+commands, which ip lacks, check and show mptcpd-go's policy and explain
+what it makes of the namespace's addresses ("mptcpctl policy --help").
 
 It takes the grammar of "ip mptcp" (iproute2 6.1) and prints the same
 text, byte for byte, so scripts written for ip work unchanged. Keywords may
@@ -190,6 +200,8 @@ func (r *runner) topVerbs(root *cobra.Command) []verb {
 		{"endpoint", r.endpoint},
 		{"limits", r.limits},
 		{"monitor", r.monitor},
+		// Through cobra again, which parses the policy commands' flags.
+		{"policy", func(args []string) error { return r.execute(append([]string{"policy"}, args...)) }},
 	}
 }
 
@@ -494,7 +506,7 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	monitor := leaf("monitor", "Print MPTCP events as they happen", r.monitor)
 
-	root.AddCommand(endpoint, limits, monitor)
+	root.AddCommand(endpoint, limits, monitor, r.policyCommand())
 	root.Flags().SetInterspersed(false)
 	return root
 }

@@ -20,6 +20,7 @@ import (
 // have been sent to the kernel and that bad arguments send nothing.
 type fakeBackend struct {
 	fakeLinks
+	fakeNetwork
 	calls []string
 
 	endpoints []mptcp.Endpoint

@@ -13,7 +13,8 @@ import (
 const (
 	ExitOK = 0
 	// ExitFailure: a word is not an address (ip's get_addr), or MPTCP or
-	// netlink is not available.
+	// netlink is not available; for the policy commands, a file cannot be
+	// read or is invalid.
 	ExitFailure = 1
 	// ExitKernel: the kernel refused the request; its message is printed.
 	// (Also `endpoint change` with neither id nor address, which ip leaves
@@ -29,7 +30,8 @@ const (
 // exitCodesHelp documents the statuses in the command help.
 const exitCodesHelp = `Exit status (as ip mptcp):
   0    success
-  1    a word is not an address; MPTCP or netlink unavailable
+  1    a word is not an address; MPTCP or netlink unavailable; policy:
+       a file cannot be read or is invalid (every error is printed)
   2    the kernel refused the request (its message is printed)
   254  the event stream failed (monitor)
   255  usage error (unknown command, bad or missing argument), the

@@ -23,6 +23,7 @@ import (
 // fakeKernelBackend serves a namespace from a fake kernel.
 type fakeKernelBackend struct {
 	fakeLinks
+	fakeNetwork
 	k *mptcptest.Kernel
 
 	mu        sync.Mutex

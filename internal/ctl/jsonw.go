@@ -136,3 +136,15 @@ func (w *jsonWriter) boolField(key string, v bool) {
 	w.eor()
 	w.b.WriteString(strconv.FormatBool(v))
 }
+
+func (w *jsonWriter) nullField(key string) {
+	w.name(key)
+	w.eor()
+	w.b.WriteString("null")
+}
+
+// stringValue writes an array element.
+func (w *jsonWriter) stringValue(v string) {
+	w.eor()
+	w.puts(v)
+}

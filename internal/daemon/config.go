@@ -16,7 +16,7 @@ const (
 	DefaultConfigPath = policy.DefaultConfigFile
 	// DefaultPolicyPath is used when it exists and neither mptcpd.conf's
 	// policy-file nor --policy names another file.
-	DefaultPolicyPath = "/etc/mptcpd/policy"
+	DefaultPolicyPath = policy.DefaultPolicyFile
 )
 
 // Options are the command line: the file to read and the flags that
