@@ -80,7 +80,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer routes.Close()
 
-	mon, err := netmon.Start(ctx, netmon.Config{Logger: log, ReceiveBufferSize: opts.ReceiveBuffer})
+	// The monitor outlives ctx until the loop has returned: a stop signal
+	// must not look like a dead monitor to a loop that is mid-pass.
+	monCtx, stopMon := context.WithCancel(context.Background())
+	defer stopMon()
+	mon, err := netmon.Start(monCtx, netmon.Config{Logger: log, ReceiveBufferSize: opts.ReceiveBuffer})
 	if err != nil {
 		return err
 	}
