@@ -2,7 +2,7 @@ package integration
 
 // Shared helpers of the integration tests: TestMain builds the project's
 // binaries once into a temporary directory, and tests that run them ask for
-// them through requireMptcpctl / requireMptcpecho.
+// them through requireMptcpctl / requireMptcpecho / requireMptcpd.
 
 import (
 	"bytes"
@@ -29,6 +29,8 @@ var (
 	mptcpctlErr  error
 	mptcpechoBin string // internal/mptcpecho, the MPTCP echo server/client
 	mptcpechoErr error
+	mptcpdBin    string // cmd/mptcpd, the daemon
+	mptcpdErr    error
 )
 
 // Environment knobs of the tests in this package.
@@ -36,6 +38,9 @@ const (
 	// envMptcpctl replaces the built mptcpctl: a path, or "ip" to run
 	// iproute2 on both sides of the parity tests (checks the harness).
 	envMptcpctl = "MPTCPCTL"
+	// envDaemonCycles is the number of address add/delete cycles per
+	// daemon in each round of BenchmarkDaemonEndpoint.
+	envDaemonCycles = "DAEMON_BENCH_CYCLES"
 )
 
 const modulePath = "github.com/mptcpd-go/mptcpd"
@@ -55,6 +60,7 @@ func testMain(m *testing.M) int {
 	// Without root every test here skips: don't spend a build on it.
 	if os.Geteuid() == 0 {
 		mptcpechoBin, mptcpechoErr = buildBinary(dir, "internal/mptcpecho")
+		mptcpdBin, mptcpdErr = buildBinary(dir, "cmd/mptcpd")
 		if os.Getenv(envMptcpctl) == "" {
 			mptcpctlBin, mptcpctlErr = buildBinary(dir, "cmd/mptcpctl")
 		}
@@ -139,6 +145,12 @@ func requireMptcpctl(t testing.TB) mptcpTool {
 func requireMptcpecho(t testing.TB) string {
 	t.Helper()
 	return requireBinary(t, mptcpechoBin, mptcpechoErr)
+}
+
+// requireMptcpd returns the daemon binary.
+func requireMptcpd(t testing.TB) string {
+	t.Helper()
+	return requireBinary(t, mptcpdBin, mptcpdErr)
 }
 
 // argv is the full argument list for args in namespace ns.
@@ -227,6 +239,7 @@ type background struct {
 	stdout, stderr lockedBuffer
 	done           chan struct{}
 	err            error // valid after done is closed
+	ended          bool  // the test ended it on purpose: an exit is no surprise
 }
 
 // start runs cmd in the background; stop or the test's cleanup ends it.

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -298,16 +297,7 @@ func TestParityMonitor(t *testing.T) {
 // transfers again and closes.
 func monHeldConnection(t *testing.T, top *monTopology, echo string, client, server *monSide) {
 	t.Helper()
-	cmd := top.client.Command(context.Background(), echo, "dial", "-wait", monWait.String(),
-		"-hold", "-subflows", "2", "10.0.1.1:5000")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := start(t, "held mptcpecho dial", cmd)
-	if !waitFor(2*monWait, func() bool { return strings.Contains(held.stdout.String(), "held\n") || held.exited() }) || held.exited() {
-		t.Fatalf("held connection did not get ready: %v\n%s%s", held.err, held.stdout.String(), held.stderr.String())
-	}
+	held := holdConnection(t, top.client, echo, monWait, 2, "10.0.1.1:5000")
 	// Wait for the events on the ip monitors so that each change reaches
 	// the open connection; a kernel that sends none still leaves the
 	// comparison meaningful, so only log.
@@ -319,16 +309,7 @@ func monHeldConnection(t *testing.T, top *monTopology, echo string, client, serv
 	if !waitFor(monWait/3, func() bool { return monCount(client.ip.stdout.lines(), "REMOVED") > 0 }) {
 		t.Log("no REMOVED event on the client after the server's endpoint delete")
 	}
-	if _, err := io.WriteString(stdin, "go\n"); err != nil {
-		t.Fatalf("release held connection: %v", err)
-	}
-	stdin.Close()
-	if !waitFor(2*monWait, held.exited) {
-		t.Fatalf("held connection did not finish:\n%s%s", held.stdout.String(), held.stderr.String())
-	}
-	if held.err != nil {
-		t.Fatalf("held connection: %v\n%s%s", held.err, held.stdout.String(), held.stderr.String())
-	}
+	held.release(t, monWait)
 }
 
 // monWaitQuiet waits until every connection the ip monitors saw created is
