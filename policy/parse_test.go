@@ -2,7 +2,6 @@ package policy
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/mptcpd-go/mptcpd/internal/golden"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 )
 
@@ -22,23 +22,9 @@ import (
 //	go test ./policy -run Golden -update
 //
 // and review the diff.
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, path string, got string) {
+func goldenFile(t *testing.T, path string, got string) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("unexpected %s (-want +got):\n%s", path, diff)
-	}
+	golden.Check(t, path, []byte(got))
 }
 
 func TestParseGolden(t *testing.T) {
@@ -60,7 +46,7 @@ func TestParseGolden(t *testing.T) {
 				got = p.Format()
 				checkRoundTrip(t, p)
 			}
-			golden(t, strings.TrimSuffix(file, ".policy")+".golden", got)
+			goldenFile(t, strings.TrimSuffix(file, ".policy")+".golden", got)
 		})
 	}
 }

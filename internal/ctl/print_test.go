@@ -2,14 +2,13 @@ package ctl
 
 import (
 	"bytes"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mptcpd-go/mptcpd/internal/golden"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 )
 
@@ -23,24 +22,9 @@ import (
 //	go test ./internal/ctl -run Golden -update
 //
 // and review the diff.
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
+func goldenFile(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("unexpected %s (-want +got):\n%s", name, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", name), got)
 }
 
 // goldenEndpoints cover every flag ip 6.1 names, flags it does not
@@ -87,7 +71,7 @@ func TestGoldenEndpoints(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
 			formatEndpoints(&b, tt.eps, tt.f, goldenLinks)
-			golden(t, tt.name, b.Bytes())
+			goldenFile(t, tt.name, b.Bytes())
 		})
 	}
 }
@@ -110,7 +94,7 @@ func TestGoldenLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
 			formatLimits(&b, tt.l, tt.f)
-			golden(t, tt.name, b.Bytes())
+			goldenFile(t, tt.name, b.Bytes())
 		})
 	}
 }
@@ -241,7 +225,7 @@ func TestGoldenEvents(t *testing.T) {
 			for _, ev := range goldenEvents() {
 				formatEvent(&b, &ev, tt.f, goldenLinks)
 			}
-			golden(t, tt.name, b.Bytes())
+			goldenFile(t, tt.name, b.Bytes())
 		})
 	}
 }

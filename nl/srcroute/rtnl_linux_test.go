@@ -2,11 +2,9 @@ package srcroute
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,11 +17,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/mptcpd-go/mptcpd/internal/golden"
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the kernel's answers")
 
 func TestNetlinkConversionsRoundTrip(t *testing.T) {
 	routes := slices.Concat(spec1Routes, spec2Routes)
@@ -182,22 +179,11 @@ func ipState(t *testing.T, ns *nstest.NS) string {
 	return b.String()
 }
 
-func golden(t *testing.T, name, got string) {
+// goldenFile compares what ip shows with testdata/NAME.golden (-update
+// rewrites it from the kernel's answers).
+func goldenFile(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s: ip shows (-want +got):\n%s", path, d)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }
 
 // TestApplyInNamespace installs, re-applies, updates, shrinks and clears
@@ -220,7 +206,7 @@ func TestApplyInNamespace(t *testing.T) {
 		tp.host.MustRun("ip", strings.Fields(args)...)
 	}
 	before := ipState(t, tp.host)
-	golden(t, "before", before)
+	goldenFile(t, "before", before)
 
 	m := tp.manager(t)
 	specs := []Spec{tp.spec1(), tp.spec2("10.2.0.1", "2001:db8:2::1", "10.2.0.2/24", "2001:db8:2::2/64")}
@@ -255,7 +241,7 @@ func TestApplyInNamespace(t *testing.T) {
 		},
 	})
 	applied := ipState(t, tp.host)
-	golden(t, "applied", applied)
+	goldenFile(t, "applied", applied)
 
 	// A restarted daemon finds its objects by their marker alone.
 	step("again, by a new manager", func() (Changes, error) { return tp.manager(t).Apply(specs) }, Changes{})
@@ -271,7 +257,7 @@ func TestApplyInNamespace(t *testing.T) {
 		RoutesAdded:   []Route{defaultRoute(102, u2, "10.2.0.254"), defaultRoute(102, u2, "2001:db8:2::254")},
 		RulesAdded:    []Rule{rule(1002, "10.2.0.3/32", 102), rule(1002, "2001:db8:2::3/128", 102)},
 	})
-	golden(t, "updated", ipState(t, tp.host))
+	goldenFile(t, "updated", ipState(t, tp.host))
 
 	step("one spec less", func() (Changes, error) { return m.Apply(specs[1:]) }, Changes{
 		RulesRemoved: []Rule{rule(1001, "10.1.0.2/32", 101), rule(1001, "2001:db8:1::2/128", 101)},
@@ -282,7 +268,7 @@ func TestApplyInNamespace(t *testing.T) {
 			defaultRoute(101, u1, "2001:db8:1::1"),
 		},
 	})
-	golden(t, "shrunk", ipState(t, tp.host))
+	goldenFile(t, "shrunk", ipState(t, tp.host))
 
 	if err := m.Clear(); err != nil {
 		t.Fatal(err)
