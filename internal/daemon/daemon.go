@@ -129,6 +129,7 @@ type engine struct {
 	routed            []pm.SourceRoute
 	retry             time.Duration // current retry backoff; 0 when the last pass was clean
 	leftOut           string        // the over-limit decisions last logged
+	status            string        // the STATUS= last sent to systemd
 }
 
 // Retry backoff after a pass with failures: soon, then less often, never
@@ -275,7 +276,12 @@ func (e *engine) pass() bool {
 		e.ready = true
 		e.notify("READY=1")
 	}
-	e.notify(fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)))
+	// Only a changed status is sent: every pass would be a needless
+	// datagram to systemd.
+	if status := fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)); status != e.status {
+		e.status = status
+		e.notify(status)
+	}
 	return true
 }
 
