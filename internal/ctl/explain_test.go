@@ -106,7 +106,7 @@ func TestGoldenExplain(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
 			formatExplain(&b, x, tt.f)
-			golden(t, tt.name, b.Bytes())
+			goldenFile(t, tt.name, b.Bytes())
 		})
 	}
 }

@@ -70,7 +70,7 @@ func TestGoldenPolicyCommands(t *testing.T) {
 	env := policyEnv("testdata/absent", testBackend(), &o, &e)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			golden(t, tt.name, []byte(transcript(env, tt.line)))
+			goldenFile(t, tt.name, []byte(transcript(env, tt.line)))
 		})
 	}
 }
