@@ -63,6 +63,7 @@ type Store struct {
 	mu    sync.Mutex
 	data  storeFile
 	dirty bool
+	wal   *os.File // the journal, once opened; append-only
 }
 
 // OpenStore reads the state file at path; a missing file is an empty
@@ -112,36 +113,41 @@ func OpenStore(path string) (*Store, error) {
 func (s *Store) journalPath() string { return s.path + ".wal" }
 
 // intend records, before they are added, endpoints the daemon is about to
-// create.
+// create. The journal stays open between calls: one write(2) per batch.
 func (s *Store) intend(eps []Owned) error {
 	var b []byte
 	for _, o := range eps {
 		b = fmt.Appendf(b, "own %d %s %d\n", o.ID, o.Addr, o.Port)
 	}
-	open := func() (*os.File, error) {
-		return os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	}
-	f, err := open()
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(s.path), 0o755); err == nil {
-			f, err = open()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wal == nil {
+		open := func() (*os.File, error) {
+			return os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		}
+		f, err := open()
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(filepath.Dir(s.path), 0o755); err == nil {
+				f, err = open()
+			}
+		}
+		if err != nil {
+			return err
+		}
+		s.wal = f
 	}
-	if err != nil {
+	if _, err := s.wal.Write(b); err != nil {
 		return err
 	}
-	_, err = f.Write(b)
-	if err == nil && s.durable {
-		err = f.Sync()
+	if s.durable {
+		return s.wal.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return nil
 }
 
 // replay applies a journal left by a daemon that died before folding it
-// in. A line cut short (the write never completed) is ignored.
+// in. A line cut short (the write never completed) is ignored and cut
+// off, so that the next record does not run into it.
 func (s *Store) replay() error {
 	b, err := os.ReadFile(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -150,6 +156,7 @@ func (s *Store) replay() error {
 	if err != nil {
 		return fmt.Errorf("pm: read state journal: %w", err)
 	}
+	complete := 0
 	for i, line := range bytes.SplitAfter(b, []byte("\n")) {
 		if len(line) == 0 || line[len(line)-1] != '\n' {
 			break
@@ -165,8 +172,26 @@ func (s *Store) replay() error {
 			return fmt.Errorf("pm: %w %s line %d: %q", ErrCorruptStore, s.journalPath(), i+1, bytes.TrimSpace(line))
 		}
 		s.own(mptcp.Endpoint{ID: mptcp.ID(id), Addr: a, Port: port})
+		complete += len(line)
+	}
+	if complete < len(b) {
+		if err := os.Truncate(s.journalPath(), int64(complete)); err != nil {
+			return fmt.Errorf("pm: cut the unfinished record off the state journal: %w", err)
+		}
 	}
 	return nil
+}
+
+// Close closes the journal. The store must not be used afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wal == nil {
+		return nil
+	}
+	err := s.wal.Close()
+	s.wal = nil
+	return err
 }
 
 // Path returns the state file's name.
@@ -278,6 +303,9 @@ func (s *Store) save() error {
 	}
 	s.dirty = false
 	// The state file now holds everything the journal said.
+	if s.wal != nil {
+		return s.wal.Truncate(0) // O_APPEND: the next record goes to offset 0
+	}
 	if err := os.Truncate(s.journalPath(), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

@@ -179,6 +179,15 @@ func TestStoreJournal(t *testing.T) {
 	if got := back.Endpoints(); !slices.Equal(got, intents) {
 		t.Errorf("replayed %v, want %v (the cut-short record ignored)", got, intents)
 	}
+	// The cut-short record is gone, so a new one does not run into it.
+	more := Owned{ID: 12, Addr: netip.MustParseAddr("192.0.2.12")}
+	if err := back.intend([]Owned{more}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path + ".wal"); err != nil || !strings.HasSuffix(string(b), "0\nown 12 192.0.2.12 0\n") {
+		t.Errorf("journal after a record following a cut-short one: %q, %v", b, err)
+	}
+	back.forget(more.ID)
 	// Saving folds the journal in and empties it.
 	if err := back.Save(); err != nil {
 		t.Fatal(err)

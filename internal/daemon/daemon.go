@@ -74,6 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 	case err != nil:
 		return err
 	}
+	defer store.Close()
 	routes, err := newRouter(log)
 	if err != nil {
 		return err
