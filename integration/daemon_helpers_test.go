@@ -92,11 +92,15 @@ func writeFile(t testing.TB, path, data string) {
 // startDaemon runs argv inside ns. At cleanup it stops the daemon with
 // SIGTERM (SIGKILL after stopTimeout), unless the test ended it itself,
 // and, when t failed, shows its stderr.
-func startDaemon(t testing.TB, ns *nstest.NS, name string, argv []string) *background {
+func startDaemon(t testing.TB, ns *nstest.NS, name string, argv []string, env ...string) *background {
 	t.Helper()
 	// ip netns exec execs the daemon, so the process is the daemon itself
 	// (its PID is the one signalled, and whose RSS is read).
-	d := start(t, name, ns.Command(context.Background(), argv[0], argv[1:]...))
+	cmd := ns.Command(context.Background(), argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	d := start(t, name, cmd)
 	t.Cleanup(func() {
 		if !d.ended {
 			// Stopping a busy daemon is TestDaemonStopWhileBusy's
@@ -159,6 +163,7 @@ type mptcpd struct {
 	ns    *nstest.NS
 	files *mptcpdFiles
 	extra []string // flags after the files'
+	env   []string // added to the test's environment
 	pm    *mptcp.Client
 	proc  *background // the current run
 	runs  int
@@ -186,7 +191,7 @@ func (d *mptcpd) start(t *testing.T) {
 	t.Helper()
 	d.runs++
 	argv := d.files.argv(requireMptcpd(t), append([]string{"-d"}, d.extra...)...)
-	d.proc = startDaemon(t, d.ns, fmt.Sprintf("mptcpd run %d in %s", d.runs, d.ns), argv)
+	d.proc = startDaemon(t, d.ns, fmt.Sprintf("mptcpd run %d in %s", d.runs, d.ns), argv, d.env...)
 	d.waitLog(t, startTimeout, 1, `msg="mptcpd started"`)
 }
 

@@ -9,6 +9,7 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -801,5 +802,83 @@ func waitSrcRouting(t *testing.T, ns *nstest.NS, table int, what string, want sr
 	var got srcRoutingView
 	if !waitFor(endpointTimeout, func() bool { got = readSrcRouting(t, ns, table); return got == want }) {
 		t.Fatalf("source routing %s: after %v ip shows\n%s\nwant\n%s", what, endpointTimeout, got, want)
+	}
+}
+
+// TestDaemonNotifiesSystemd plays systemd's side of Type=notify: READY=1
+// only once the first reconcile is done (the endpoints are in place when
+// it arrives), a STATUS line, RELOADING=1 and READY=1 around a SIGHUP, and
+// STOPPING=1 at SIGTERM.
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	t.Parallel()
+	ns := newDaemonNS(t)
+	nstest.Veth(t, ns, "wlan0", ns, "wpeer")
+	ipBatch(t, ns, "addr add 10.1.0.1/24 dev wlan0")
+	sd := listenNotify(t)
+	d := newMptcpd(t, ns, wlanPolicy)
+	d.env = []string{"NOTIFY_SOCKET=" + sd.path}
+	d.start(t)
+
+	sd.expect(t, "READY=1")
+	want := ep("10.1.0.1", subflow, linkIndex(t, ns, "wlan0"))
+	if got := d.dump(t); !sameEndpoints(got, []mptcp.Endpoint{want}) {
+		t.Errorf("endpoints when READY=1 arrived:\n%swant:\n%s", formatEndpoints(got), formatEndpoints([]mptcp.Endpoint{want}))
+	}
+	sd.expect(t, "STATUS=1 endpoints wanted, 3 links")
+
+	d.signal(t, syscall.SIGHUP)
+	sd.expect(t, "RELOADING=1")
+	sd.expect(t, "READY=1")
+
+	d.proc.waitIdle(stopTimeout)
+	if err := d.proc.terminate(stopTimeout); err != nil {
+		t.Fatal(err)
+	}
+	sd.expect(t, "STOPPING=1")
+}
+
+// notifySocket is a stand-in for systemd's notification socket.
+type notifySocket struct {
+	path string
+	msgs chan string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(shmTempDir(t), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	n := &notifySocket{path: path, msgs: make(chan string, 64)}
+	go func() {
+		defer close(n.msgs)
+		buf := make([]byte, 4096)
+		for {
+			m, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			n.msgs <- string(buf[:m])
+		}
+	}()
+	return n
+}
+
+// expect reads notifications until want; anything else before it is an
+// error, so the order is checked too.
+func (n *notifySocket) expect(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got, ok := <-n.msgs:
+		if !ok {
+			t.Fatalf("notification socket closed while waiting for %q", want)
+		}
+		if got != want {
+			t.Fatalf("notification %q, want %q", got, want)
+		}
+	case <-time.After(startTimeout):
+		t.Fatalf("no %q within %v", want, startTimeout)
 	}
 }
