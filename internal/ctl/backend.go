@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/nl/netns"
 )
@@ -43,6 +44,7 @@ var (
 type Backend interface {
 	LinkIndexer
 	LinkNamer
+	OutputLinker
 	// PathManager opens the mptcp_pm client.
 	PathManager() (PathManager, error)
 	// ListenEvents subscribes to the mptcp_pm events.
@@ -50,6 +52,8 @@ type Backend interface {
 	// NetworkState reads the links, addresses and routes once (policy
 	// explain); ctx bounds the netlink requests.
 	NetworkState(ctx context.Context) (*netmon.State, error)
+	// Connections dumps the MPTCP connections and their subflows.
+	Connections() ([]mptcpdiag.Connection, error)
 	Close() error
 }
 
@@ -88,6 +92,15 @@ func (b *kernelBackend) ListenEvents() (EventSource, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+func (b *kernelBackend) Connections() ([]mptcpdiag.Connection, error) {
+	c, err := mptcpdiag.Dial(&mptcpdiag.Config{NetNS: b.ns.FD()})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Connections()
 }
 
 func (b *kernelBackend) NetworkState(ctx context.Context) (*netmon.State, error) {
@@ -150,6 +163,18 @@ func (b *kernelBackend) LinkName(index int) (string, bool) {
 	}
 	b.names[index] = l.Attrs().Name
 	return l.Attrs().Name, true
+}
+
+func (b *kernelBackend) OutputLink(src, dst netip.Addr) int {
+	h := b.linkHandle()
+	if h == nil {
+		return 0
+	}
+	routes, err := h.RouteGetWithOptions(dst.AsSlice(), &vnl.RouteGetOptions{SrcAddr: src.AsSlice()})
+	if err != nil || len(routes) == 0 {
+		return 0
+	}
+	return routes[0].LinkIndex
 }
 
 // LinkNames lists the namespace's links, for shell completion.

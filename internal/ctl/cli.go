@@ -88,6 +88,7 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl policy check [ FILE ] [ --config FILE ]
        mptcpctl policy show [ --policy FILE ] [ --config FILE ]
        mptcpctl policy explain [ --policy FILE ] [ --config FILE ]
+       mptcpctl connections [ -a | --all ]
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
 CHANGE-OPT := [ backup | nobackup | fullmesh | nofullmesh ]
@@ -97,7 +98,8 @@ OPTIONS := { -n[etns] NETNS | -j[son] | -p[retty] | -V[ersion] |
 const rootLong = `mptcpctl configures the kernel's MPTCP path manager: endpoints, limits,
 and the event monitor, in a network namespace of choice. Its policy
 commands, which ip lacks, check and show mptcpd-go's policy and explain
-what it makes of the namespace's addresses ("mptcpctl policy --help").
+what it makes of the namespace's addresses ("mptcpctl policy --help");
+"connections" lists the MPTCP connections and their subflows.
 
 It takes the grammar of "ip mptcp" (iproute2 6.1) and prints the same
 text, byte for byte, so scripts written for ip work unchanged. Keywords may
@@ -200,8 +202,10 @@ func (r *runner) topVerbs(root *cobra.Command) []verb {
 		{"endpoint", r.endpoint},
 		{"limits", r.limits},
 		{"monitor", r.monitor},
-		// Through cobra again, which parses the policy commands' flags.
+		// Through cobra again, which parses the policy and connections
+		// commands' flags.
 		{"policy", func(args []string) error { return r.execute(append([]string{"policy"}, args...)) }},
+		{"connections", func(args []string) error { return r.execute(append([]string{"connections"}, args...)) }},
 	}
 }
 
@@ -506,7 +510,7 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	monitor := leaf("monitor", "Print MPTCP events as they happen", r.monitor)
 
-	root.AddCommand(endpoint, limits, monitor, r.policyCommand())
+	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand())
 	root.Flags().SetInterspersed(false)
 	return root
 }

@@ -21,6 +21,7 @@ import (
 type fakeBackend struct {
 	fakeLinks
 	fakeNetwork
+	fakeConnections
 	calls []string
 
 	endpoints []mptcp.Endpoint

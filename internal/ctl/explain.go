@@ -460,12 +460,7 @@ func (x *explanation) writeAddrJSON(w *jsonWriter, a addrExplanation) {
 		e := a.want.Endpoint
 		w.name("endpoint")
 		w.startObject()
-		w.name("flags")
-		w.startArray()
-		for _, f := range e.Flags.Names() {
-			w.stringValue(f)
-		}
-		w.endArray()
+		writeNamesJSON(w, "flags", e.Flags.Names())
 		w.uintField("port", uint64(e.Port))
 		w.stringField("dev", devName(e.IfIndex, x))
 		w.endObject()

@@ -24,6 +24,7 @@ import (
 type fakeKernelBackend struct {
 	fakeLinks
 	fakeNetwork
+	fakeConnections
 	k *mptcptest.Kernel
 
 	mu        sync.Mutex

@@ -1,0 +1,38 @@
+package mptcpdiag
+
+// Config selects where the client operates.
+type Config struct {
+	// NetNS is an open file descriptor of a network namespace
+	// (e.g. /run/netns/NAME); 0 means the caller's namespace.
+	NetNS int
+}
+
+// Client lists MPTCP connections over one sock_diag socket. It is safe for
+// concurrent use; requests are serialized.
+type Client struct {
+	c *client
+}
+
+// Dial opens a client.
+func Dial(cfg *Config) (*Client, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{c: c}, nil
+}
+
+// Close releases the socket. Further calls return an error that Is
+// net.ErrClosed; closing twice is not an error.
+func (c *Client) Close() error { return c.c.Close() }
+
+// Connections dumps the MPTCP sockets of the namespace, in every state and
+// both address families, with their subflows (see Connection.Subflows):
+// connections ordered by address, listeners last. The subflows come from
+// a second dump: while one opens or closes, a connection's Subflows and
+// its Info's counts may disagree. A kernel without mptcp_diag gives an
+// error that Is mptcp.ErrNotSupported.
+func (c *Client) Connections() ([]Connection, error) { return c.c.Connections() }

@@ -1,0 +1,117 @@
+package mptcpdiag
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+)
+
+// client is the Linux sock_diag client.
+type client struct {
+	mu     sync.Mutex // serializes requests and guards closed
+	conn   *netlink.Conn
+	closed bool
+}
+
+func newClient(cfg *Config) (*client, error) {
+	conn, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: cfg.NetNS, Strict: true})
+	if err != nil {
+		return nil, wrapError("dial sock_diag", err)
+	}
+	return &client{conn: conn}, nil
+}
+
+func (c *client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return wrapError("close", c.conn.Close())
+}
+
+var families = []struct {
+	af   uint8
+	name string
+}{{AF_INET, "inet"}, {AF_INET6, "inet6"}}
+
+func (c *client) Connections() ([]Connection, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("mptcpdiag: list connections: %w", net.ErrClosed)
+	}
+	// Two dumps, not one snapshot: a connection's subflows are those of
+	// the second, which may differ from what its mptcp_info counted in
+	// the first. Connections first, so that the subflows of a connection
+	// opened in between are dropped, never a connection left without
+	// the subflows it has.
+	var conns []Connection
+	for _, f := range families {
+		op := "dump MPTCP sockets (" + f.name + ")"
+		msgs, err := c.dump(f.af, mptcp.IPPROTO_MPTCP)
+		if errors.Is(err, syscall.ENOENT) {
+			// inet_diag has no handler for the protocol.
+			return nil, fmt.Errorf("mptcpdiag: %s: kernel without mptcp_diag (CONFIG_INET_MPTCP_DIAG): %w", op, mptcp.ErrNotSupported)
+		}
+		if err != nil {
+			return nil, wrapError(op, err)
+		}
+		cs, err := parseDump(msgs, parseConnection)
+		if err != nil {
+			return nil, fmt.Errorf("mptcpdiag: %s: %w", op, err)
+		}
+		conns = append(conns, cs...)
+	}
+	var subflows []Subflow
+	for _, f := range families {
+		op := "dump TCP sockets (" + f.name + ")"
+		msgs, err := c.dump(f.af, IPPROTO_TCP)
+		if err != nil {
+			return nil, wrapError(op, err)
+		}
+		ss, err := parseDump(msgs, parseSubflow)
+		if err != nil {
+			return nil, fmt.Errorf("mptcpdiag: %s: %w", op, err)
+		}
+		subflows = append(subflows, ss...)
+	}
+	return join(conns, subflows), nil
+}
+
+// dump sends one SOCK_DIAG_BY_FAMILY dump request and collects the replies.
+func (c *client) dump(family uint8, protocol uint32) ([]netlink.Message, error) {
+	return c.conn.Execute(netlink.Message{
+		Header: netlink.Header{Type: SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
+		Data:   encodeRequest(family, protocol),
+	})
+}
+
+// wrapError keeps the errno (so errors.Is(err, os.ErrPermission) works)
+// and the kernel's extended-ack text, and no netlink type.
+func wrapError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("mptcpdiag: %s: %w", op, net.ErrClosed)
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return fmt.Errorf("mptcpdiag: %s: %v", op, err)
+	}
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && oe.Message != "" {
+		return fmt.Errorf("mptcpdiag: %s: %w: %s", op, errno, oe.Message)
+	}
+	return fmt.Errorf("mptcpdiag: %s: %w", op, errno)
+}

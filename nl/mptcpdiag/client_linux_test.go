@@ -1,0 +1,138 @@
+package mptcpdiag
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+)
+
+// dumpKey names one dump request: its family and protocol.
+type dumpKey struct {
+	family   uint8
+	protocol uint32
+}
+
+// requestKey decodes the family and protocol a request asks for, checking
+// the header on the way.
+func requestKey(t *testing.T, req netlink.Message) dumpKey {
+	t.Helper()
+	if req.Header.Type != SOCK_DIAG_BY_FAMILY || req.Header.Flags != netlink.Request|netlink.Dump {
+		t.Errorf("request header %+v, want SOCK_DIAG_BY_FAMILY, request|dump", req.Header)
+	}
+	if len(req.Data) < sizeofInetDiagReqV2 {
+		t.Fatalf("request of %d bytes", len(req.Data))
+	}
+	k := dumpKey{family: req.Data[0], protocol: uint32(req.Data[1])}
+	attrs, err := netlink.UnmarshalAttributes(req.Data[sizeofInetDiagReqV2:])
+	if err != nil {
+		t.Fatalf("request attributes: %v", err)
+	}
+	for _, a := range attrs {
+		if a.Type == INET_DIAG_REQ_PROTOCOL {
+			k.protocol = binary.NativeEndian.Uint32(a.Data)
+		}
+	}
+	return k
+}
+
+// testDiagClient serves each dump from replies (no entry: an empty dump)
+// and records the dumps asked for.
+func testDiagClient(t *testing.T, replies map[dumpKey][][]byte, errs map[dumpKey]syscall.Errno, asked *[]dumpKey) *Client {
+	t.Helper()
+	conn := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		req := reqs[0]
+		k := requestKey(t, req)
+		*asked = append(*asked, k)
+		// Replies carry the request's sequence number, as the kernel's.
+		h := netlink.Header{Sequence: req.Header.Sequence, PID: req.Header.PID}
+		if errno, ok := errs[k]; ok {
+			h.Type = netlink.Error
+			return []netlink.Message{{Header: h, Data: binary.NativeEndian.AppendUint32(nil, uint32(-int32(errno)))}}, nil
+		}
+		h.Flags = netlink.Multi
+		var msgs []netlink.Message
+		for _, data := range replies[k] {
+			h.Type = SOCK_DIAG_BY_FAMILY
+			msgs = append(msgs, netlink.Message{Header: h, Data: data})
+		}
+		h.Type = netlink.Done
+		return append(msgs, netlink.Message{Header: h}), nil
+	})
+	c := &Client{c: &client{conn: conn}}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestClientConnections(t *testing.T) {
+	inet, inet6 := dumpKey{AF_INET, mptcp.IPPROTO_MPTCP}, dumpKey{AF_INET6, mptcp.IPPROTO_MPTCP}
+	tcp4, tcp6 := dumpKey{AF_INET, IPPROTO_TCP}, dumpKey{AF_INET6, IPPROTO_TCP}
+	plainTCP := testSock{family: AF_INET6, state: StateEstablished, local: "[2001:db8::1]:22", remote: "[2001:db8::2]:40000"}.encode(t)
+	var asked []dumpKey
+	c := testDiagClient(t, map[dumpKey][][]byte{
+		inet: {capturedConnection},
+		tcp4: {capturedJoin, capturedInitial},
+		tcp6: {plainTCP},
+	}, nil, &asked)
+	conns, err := c.Connections()
+	if err != nil {
+		t.Fatalf("Connections: %v", err)
+	}
+	if diff := cmp.Diff([]dumpKey{inet, inet6, tcp4, tcp6}, asked, cmp.AllowUnexported(dumpKey{})); diff != "" {
+		t.Errorf("unexpected dumps (-want +got):\n%s", diff)
+	}
+	if len(conns) != 1 || len(conns[0].Subflows) != 2 {
+		t.Fatalf("got %+v, want one connection with 2 subflows", conns)
+	}
+	if sf := conns[0].Subflows; !sf[0].Initial() || sf[1].Initial() || sf[1].IfIndex != 3 {
+		t.Errorf("subflows %+v, want the initial one first, then the join on ifindex 3", sf)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		errs map[dumpKey]syscall.Errno
+		is   error
+	}{
+		{"no mptcp_diag", map[dumpKey]syscall.Errno{{AF_INET, mptcp.IPPROTO_MPTCP}: syscall.ENOENT}, mptcp.ErrNotSupported},
+		{"no permission", map[dumpKey]syscall.Errno{{AF_INET6, IPPROTO_TCP}: syscall.EPERM}, os.ErrPermission},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var asked []dumpKey
+			_, err := testDiagClient(t, nil, tt.errs, &asked).Connections()
+			if !errors.Is(err, tt.is) {
+				t.Errorf("error %v, want one that Is %v", err, tt.is)
+			}
+			var oe *netlink.OpError
+			if errors.As(err, &oe) {
+				t.Errorf("a netlink error leaks: %#v", err)
+			}
+		})
+	}
+}
+
+func TestClientClosed(t *testing.T) {
+	var asked []dumpKey
+	c := testDiagClient(t, nil, nil, &asked)
+	for range 2 {
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	if _, err := c.Connections(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Connections after Close: %v, want net.ErrClosed", err)
+	}
+	if len(asked) != 0 {
+		t.Errorf("a closed client sent %v", asked)
+	}
+}
