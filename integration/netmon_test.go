@@ -205,7 +205,7 @@ func netmonDiffKernel(t *testing.T, ns *nstest.NS, s *netmon.State) string {
 		flags := netmonStrings(l["flags"])
 		hw, _ := l["address"].(string)
 		if strings.Trim(hw, "0:") == "" {
-			hw = "" // lo: vishvananda reports no address
+			hw = "" // lo: netmon reports none for all zeros
 		}
 		v := netmonLinkView{
 			Index: netmonInt(l["ifindex"]), Name: l["ifname"].(string), MTU: netmonInt(l["mtu"]),
@@ -375,9 +375,16 @@ func TestNetmonLinksAddrsRoutes(t *testing.T) {
 	nm0 := w.link("nm0")
 
 	ns.MustRun("ip", "addr", "add", "10.77.0.1/24", "dev", "nm0")
-	w.waitFor("10.77.0.1/24", netmonAddrEvent(netmon.OpNew, "10.77.0.1/24", func(a netmon.Addr) bool {
-		return a.LinkIndex == nm0.Index && a.Flags&netmon.AddrPermanent != 0 && a.ValidLifetime == netmon.Forever
-	}))
+	// One socket for all kinds keeps the kernel's order: the address
+	// (RTM_NEWADDR) before the route it brings (RTM_NEWROUTE).
+	w.waitFor("10.77.0.1/24", func(ev netmon.Event) bool {
+		if re, ok := ev.(netmon.RouteEvent); ok && re.Route.Dst.String() == "10.77.0.0/24" {
+			t.Errorf("the connected route came before its address: %v", re)
+		}
+		return netmonAddrEvent(netmon.OpNew, "10.77.0.1/24", func(a netmon.Addr) bool {
+			return a.LinkIndex == nm0.Index && a.Flags&netmon.AddrPermanent != 0 && a.ValidLifetime == netmon.Forever
+		})(ev)
+	})
 	w.waitState("the connected route", func(s *netmon.State) bool {
 		for _, r := range s.LinkRoutes(nm0.Index) {
 			if r.Dst.String() == "10.77.0.0/24" && r.Src.String() == "10.77.0.1" && r.Protocol.String() == "kernel" {
@@ -526,5 +533,27 @@ func TestNetmonLostEvents(t *testing.T) {
 	w.settle("after the burst of deletions", 30*time.Second)
 	if got := len(w.state.LinkAddrs(1)); got != 2 {
 		t.Errorf("%d addresses on lo, want 2", got)
+	}
+}
+
+// TestNetmonReceiveBuffer: as root, the notification socket gets the
+// configured buffer even beyond net.core.rmem_max (SO_RCVBUFFORCE).
+func TestNetmonReceiveBuffer(t *testing.T) {
+	ns := nstest.New(t)
+	raw, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rmemMax, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 2 * rmemMax
+	w := netmonStart(t, ns, netmon.Config{ReceiveBufferSize: size})
+	w.waitFor("Synced after the initial dump", netmonIsSynced)
+	// The kernel doubles SO_RCVBUF for its bookkeeping, and ss shows that.
+	out := ns.MustRun("ss", "-f", "netlink", "-m")
+	if want := fmt.Sprintf("rb%d,", 2*size); !strings.Contains(out, want) {
+		t.Errorf("no netlink socket with %s in the namespace:\n%s", want, out)
 	}
 }

@@ -5,16 +5,16 @@
 // # Event stream
 //
 // [Start] subscribes to rtnetlink link, address and route notifications
-// (through github.com/vishvananda/netlink, one socket per kind), dumps the
-// current state, and sends on [Monitor.Events]:
+// on one socket, dumps the current state (on a second socket, so that dump
+// replies never mix with notifications), and sends on [Monitor.Events]:
 //
 //	LinkEvent/AddrEvent/RouteEvent{Op: OpNew} for everything that exists,
 //	Synced{}                                  the first full state is in,
 //	LinkEvent/AddrEvent/RouteEvent ...         changes, as they happen.
 //
 // When notifications were lost (the socket overran its receive buffer,
-// ENOBUFS; a subscription failed or its channel closed) the monitor does not
-// die and does not go on silently. It sends
+// ENOBUFS; receiving failed) the monitor does not die and does not go on
+// silently. It sends
 //
 //	ResyncNeeded{Reason}
 //	OpDel events for every object that vanished meanwhile,
@@ -51,7 +51,18 @@
 // the difference. Deleting a link also reports OpDel for its addresses and
 // routes before the link itself.
 //
-// The three kinds travel on separate sockets, so the order between a link
-// change and an address or route change that happened at nearly the same
-// time is not guaranteed; each kind on its own is in kernel order.
+// The three kinds travel on one socket, so events are in the kernel's
+// order across kinds too: an address comes before the route it brings.
+// The monitor adds its own events to that order: the deletions that
+// precede a link's, and the results of a route dump after the queue went
+// idle.
+//
+// # Latency
+//
+// The monitor's goroutine reads the socket itself, through Go's netpoller
+// (github.com/mdlayher/netlink): it sleeps in epoll, not in a blocking
+// system call, so a notification wakes one thread and goes from the
+// socket to Events with no goroutine in between. Messages are decoded
+// from the raw rtnetlink attributes by this package, the same way for
+// notifications and dumps; a malformed one is logged and skipped.
 package netmon

@@ -3,41 +3,58 @@ package netmon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
+	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// kernel is what the monitor needs from rtnetlink. rtnl is the real one;
-// tests inject failures (ENOBUFS, closed channels, failing subscriptions)
-// through fakes.
-//
-// The subscribe methods behave like vishvananda's: updates go to ch until
-// done is closed; a fatal error is passed to onErr, after which ch is
-// closed; ch is also closed some time after done. A subscription that
-// returned an error never writes to or closes ch.
+// kernel is what the monitor needs from rtnetlink, as raw messages: rtnl
+// is the real one; tests inject notifications and failures through fakes.
 type kernel interface {
-	subscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error
-	subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error
-	subscribeRoutes(ch chan<- netlink.RouteUpdate, done <-chan struct{}, onErr func(error)) error
-	// The dumps may return results together with
-	// netlink.ErrDumpInterrupted.
-	links() ([]netlink.Link, error)
-	addrs() ([]netlink.Addr, error)
-	routes() ([]netlink.Route, error)
+	// subscribe opens a socket for the link, address and route
+	// notifications of the namespace.
+	subscribe() (subscription, error)
+	// dump requests a dump (RTM_GETLINK, RTM_GETADDR or RTM_GETROUTE)
+	// and calls fn with each message of the reply, on a socket of its
+	// own. It fails with errDumpInterrupted when the kernel flagged the
+	// reply inconsistent, after fn saw all of it.
+	dump(typ uint16, fn func(syscall.NetlinkMessage)) error
 	close()
 }
 
-// rtnl is the kernel through vishvananda/netlink, in one namespace. Every
-// socket is created inside that namespace by the library (setns on a
-// locked thread that it moves back), never by switching this process.
+// subscription is one notification socket, read by one goroutine.
+type subscription interface {
+	// receive waits for the next datagram of notifications and returns
+	// its messages, valid until the next receive.
+	receive() ([]syscall.NetlinkMessage, error)
+	// pending reports whether a datagram is waiting; an error means
+	// notifications were lost.
+	pending() (bool, error)
+	// wake makes receive fail, now and from then on. Any goroutine may
+	// call it.
+	wake()
+	close()
+}
+
+// notificationGroups are what a subscription joins: one socket for all of
+// them keeps the kernel's order across kinds.
+var notificationGroups = []uint32{
+	unix.RTNLGRP_LINK,
+	unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR,
+	unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE,
+}
+
+// rtnl is the kernel of one namespace. Every socket is created inside it
+// (on a thread of its own, by mdlayher's Dial), never by switching this
+// process.
 type rtnl struct {
-	ns     netns.NsHandle // our own descriptor, closed by close
-	h      *netlink.Handle
-	rcvbuf int
-	force  bool // SO_RCVBUFFORCE is allowed
+	nsFD     int   // our own descriptor, closed by close
+	dumps    *conn // nil after a dump that did not end: redialed when needed
+	rcvbuf   int
+	deadline time.Time // of the dump socket, for Snapshot
 }
 
 var _ kernel = (*rtnl)(nil)
@@ -46,156 +63,156 @@ func newRTNL(cfg Config) (*rtnl, error) {
 	if cfg.ReceiveBufferSize < 0 {
 		return nil, fmt.Errorf("netmon: negative ReceiveBufferSize %d", cfg.ReceiveBufferSize)
 	}
-	var (
-		ns  netns.NsHandle
-		err error
-	)
-	if cfg.NetNS == 0 {
-		// Pin "our own namespace" now, so later re-subscriptions from any
-		// thread land in the same one.
-		ns, err = netns.Get()
-	} else {
-		var fd int
-		fd, err = unix.FcntlInt(uintptr(cfg.NetNS), unix.F_DUPFD_CLOEXEC, 0)
-		ns = netns.NsHandle(fd)
-	}
+	ns, err := pinNetNS(cfg.NetNS)
 	if err != nil {
 		return nil, fmt.Errorf("netmon: network namespace fd %d: %w", cfg.NetNS, err)
 	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	dumps, err := dial(ns)
 	if err != nil {
-		ns.Close()
+		unix.Close(ns)
 		return nil, fmt.Errorf("netmon: opening rtnetlink in network namespace fd %d: %w", cfg.NetNS, err)
 	}
-	return &rtnl{ns: ns, h: h, rcvbuf: cfg.receiveBufferSize(), force: canForceRcvbuf()}, nil
+	return &rtnl{nsFD: ns, dumps: dumps, rcvbuf: cfg.receiveBufferSize()}, nil
 }
 
-// canForceRcvbuf probes SO_RCVBUFFORCE (CAP_NET_ADMIN) on a scratch
-// socket: vishvananda gives up on the subscription if it fails, so the
-// monitor must know beforehand whether to ask for it.
-func canForceRcvbuf() bool {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return false
+// pinNetNS returns a descriptor of our own for the namespace fd, or for
+// the calling thread's when fd is 0: later sockets, created from any
+// thread, land in that one.
+func pinNetNS(fd int) (int, error) {
+	if fd != 0 {
+		return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	}
-	defer unix.Close(fd)
-	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4096) == nil
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }
 
-func (k *rtnl) subscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
-	return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
-		Namespace: &k.ns, ErrorCallback: onErr,
-		ReceiveBufferSize: k.rcvbuf, ReceiveBufferForceSize: k.force,
-	})
+func (k *rtnl) subscribe() (subscription, error) {
+	c, err := dial(k.nsFD)
+	if err != nil {
+		return nil, fmt.Errorf("opening a notification socket: %w", err)
+	}
+	// Before joining: a burst must not overrun the default buffer.
+	if err := c.setReceiveBuffer(k.rcvbuf); err != nil {
+		c.close()
+		return nil, fmt.Errorf("setting the receive buffer to %d bytes: %w", k.rcvbuf, err)
+	}
+	for _, g := range notificationGroups {
+		if err := c.nl.JoinGroup(g); err != nil {
+			c.close()
+			return nil, fmt.Errorf("joining rtnetlink group %d: %w", g, err)
+		}
+	}
+	return c, nil
 }
 
-func (k *rtnl) subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
-	return netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{
-		Namespace: &k.ns, ErrorCallback: onErr,
-		ReceiveBufferSize: k.rcvbuf, ReceiveBufferForceSize: k.force,
-	})
+func (k *rtnl) dump(typ uint16, fn func(syscall.NetlinkMessage)) error {
+	if k.dumps == nil {
+		c, err := dial(k.nsFD)
+		if err != nil {
+			return fmt.Errorf("opening a dump socket: %w", err)
+		}
+		if !k.deadline.IsZero() {
+			c.nl.SetDeadline(k.deadline)
+		}
+		k.dumps = c
+	}
+	ended, err := k.dumps.dump(typ, fn)
+	if !ended {
+		k.dumps.close()
+		k.dumps = nil
+	}
+	return err
 }
 
-func (k *rtnl) subscribeRoutes(ch chan<- netlink.RouteUpdate, done <-chan struct{}, onErr func(error)) error {
-	return netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{
-		Namespace: &k.ns, ErrorCallback: onErr,
-		ReceiveBufferSize: k.rcvbuf, ReceiveBufferForceSize: k.force,
-	})
+// setDeadline bounds the dumps (Snapshot): aLongTimeAgo makes them fail.
+func (k *rtnl) setDeadline(t time.Time) {
+	k.deadline = t
+	if k.dumps != nil {
+		k.dumps.nl.SetDeadline(t)
+	}
 }
-
-func (k *rtnl) links() ([]netlink.Link, error) { return k.h.LinkList() }
-
-func (k *rtnl) addrs() ([]netlink.Addr, error) { return k.h.AddrList(nil, netlink.FAMILY_ALL) }
-
-func (k *rtnl) routes() ([]netlink.Route, error) {
-	var routes []netlink.Route
-	// RouteList keeps only the main table; RT_FILTER_TABLE with
-	// RT_TABLE_UNSPEC keeps them all. The iterator (unlike
-	// RouteListFiltered) returns what it got along with ErrDumpInterrupted.
-	err := k.h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE,
-		func(r netlink.Route) bool {
-			routes = append(routes, r)
-			return true
-		})
-	return routes, err
-}
-
-// setTimeout bounds each dump request.
-func (k *rtnl) setTimeout(d time.Duration) error { return k.h.SetSocketTimeout(d) }
 
 func (k *rtnl) close() {
-	k.h.Close()
-	k.ns.Close()
+	if k.dumps != nil {
+		k.dumps.close()
+	}
+	unix.Close(k.nsFD)
 }
 
 // maxDumpAttempts bounds retries of a dump the kernel flagged as
-// interrupted (NLM_F_DUMP_INTR: the table changed while it was read).
+// interrupted (NLM_F_DUMP_INTR: the table changed while it was read) or
+// whose datagram did not fit (the buffer has grown since).
 const maxDumpAttempts = 5
+
+// fullDump lists the dumps that make a State, in the order they are read.
+var fullDump = []struct {
+	typ  uint16
+	what string
+}{
+	{unix.RTM_GETLINK, "links"},
+	{unix.RTM_GETADDR, "addresses"},
+	{unix.RTM_GETROUTE, "routes"},
+}
 
 // dumpState reads links, addresses and routes into a new State, retrying
 // interrupted dumps.
-func dumpState(k kernel) (*State, error) {
-	return retryInterrupted(func() (*State, error) { return dumpOnce(k) })
+func dumpState(k kernel, log *slog.Logger) (*State, error) {
+	return retryInterrupted(func() (*State, error) {
+		s := NewState()
+		for _, d := range fullDump {
+			if err := dumpEvents(k, d.typ, log, func(ev Event) { s.Apply(ev) }); err != nil {
+				return nil, fmt.Errorf("dumping %s: %w", d.what, err)
+			}
+		}
+		return s, nil
+	})
+}
+
+// dumpRoutes reads the routes, retrying interrupted dumps.
+func dumpRoutes(k kernel, log *slog.Logger) ([]Route, error) {
+	return retryInterrupted(func() ([]Route, error) {
+		var routes []Route
+		err := dumpEvents(k, unix.RTM_GETROUTE, log, func(ev Event) {
+			if re, ok := ev.(RouteEvent); ok {
+				routes = append(routes, re.Route)
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dumping routes: %w", err)
+		}
+		return routes, nil
+	})
+}
+
+// dumpEvents decodes a dump with the notifications' decoders and passes
+// the events to fn. A malformed entry is logged and skipped, as a
+// malformed notification is.
+func dumpEvents(k kernel, typ uint16, log *slog.Logger, fn func(Event)) error {
+	return k.dump(typ, func(m syscall.NetlinkMessage) {
+		evs, _, err := decodeMessage(m.Header.Type, m.Header.Flags, m.Data)
+		if err != nil {
+			log.Warn("netmon: ignoring a malformed dump entry", "err", err)
+			return
+		}
+		for _, ev := range evs {
+			fn(ev)
+		}
+	})
 }
 
 // retryInterrupted calls dump again while it fails with
-// netlink.ErrDumpInterrupted, at most maxDumpAttempts times in all.
+// errDumpInterrupted or errTruncated, at most maxDumpAttempts times in all.
 func retryInterrupted[T any](dump func() (T, error)) (T, error) {
 	var (
 		v   T
 		err error
 	)
 	for range maxDumpAttempts {
-		if v, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+		if v, err = dump(); !errors.Is(err, errDumpInterrupted) && !errors.Is(err, errTruncated) {
 			return v, err
 		}
 	}
 	var zero T
 	return zero, fmt.Errorf("%w (%d attempts)", err, maxDumpAttempts)
-}
-
-func dumpOnce(k kernel) (*State, error) {
-	s := NewState()
-	links, err := k.links()
-	if err != nil {
-		return nil, fmt.Errorf("dumping links: %w", err)
-	}
-	for _, l := range links {
-		s.Apply(LinkEvent{Op: OpNew, Link: linkFromNetlink(l)})
-	}
-	addrs, err := k.addrs()
-	if err != nil {
-		return nil, fmt.Errorf("dumping addresses: %w", err)
-	}
-	for _, na := range addrs {
-		a, err := addrFromNetlink(na)
-		if err != nil {
-			return nil, fmt.Errorf("dumping addresses: %w", err)
-		}
-		s.Apply(AddrEvent{Op: OpNew, Addr: a})
-	}
-	routes, err := dumpRoutes(k)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range routes {
-		s.Apply(RouteEvent{Op: OpNew, Route: r})
-	}
-	return s, nil
-}
-
-func dumpRoutes(k kernel) ([]Route, error) {
-	nrs, err := k.routes()
-	if err != nil {
-		return nil, fmt.Errorf("dumping routes: %w", err)
-	}
-	var routes []Route
-	for _, nr := range nrs {
-		rs, err := routesFromNetlink(nr)
-		if err != nil {
-			return nil, fmt.Errorf("dumping routes: %w", err)
-		}
-		routes = append(routes, rs...)
-	}
-	return routes, nil
 }

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"runtime"
+	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,8 +17,6 @@ const (
 	// further behind stalls the monitor; the kernel then drops
 	// notifications and the monitor resynchronizes.
 	eventBuffer = 256
-	// updateBuffer is the capacity of each vishvananda channel.
-	updateBuffer = 128
 
 	minBackoff = 10 * time.Millisecond
 	maxBackoff = 2 * time.Second
@@ -62,13 +58,13 @@ func start(ctx context.Context, cfg Config, k kernel) (*Monitor, error) {
 		stopped: make(chan struct{}),
 		state:   NewState(),
 	}
-	sess, fresh, err := m.open()
+	sub, fresh, err := m.open()
 	if err != nil {
 		k.close()
 		return nil, fmt.Errorf("netmon: %w", err)
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
-	go m.run(ctx, sess, fresh)
+	go m.run(ctx, sub, fresh)
 	return m, nil
 }
 
@@ -77,7 +73,7 @@ func start(ctx context.Context, cfg Config, k kernel) (*Monitor, error) {
 // blocked on it lets the kernel drop notifications, which costs a resync.
 func (m *Monitor) Events() <-chan Event { return m.events }
 
-// Close stops the monitor and waits until its goroutines and sockets are
+// Close stops the monitor and waits until its goroutine and sockets are
 // gone. It may be called more than once and does not need Events to be
 // drained.
 func (m *Monitor) Close() error {
@@ -87,8 +83,8 @@ func (m *Monitor) Close() error {
 }
 
 // Snapshot dumps the namespace's links, addresses and routes once, with
-// the same conversions and filters as the monitor. A deadline of ctx
-// bounds each netlink request.
+// the same decoders and filters as the monitor. A deadline of ctx bounds
+// the dumps.
 func Snapshot(ctx context.Context, cfg Config) (*State, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -99,11 +95,9 @@ func Snapshot(ctx context.Context, cfg Config) (*State, error) {
 	}
 	defer k.close()
 	if deadline, ok := ctx.Deadline(); ok {
-		if err := k.setTimeout(time.Until(deadline)); err != nil {
-			return nil, fmt.Errorf("netmon: setting netlink timeout: %w", err)
-		}
+		k.setDeadline(deadline)
 	}
-	s, err := dumpState(k)
+	s, err := dumpState(k, cfg.logger())
 	if err != nil {
 		return nil, fmt.Errorf("netmon: %w", err)
 	}
@@ -111,13 +105,13 @@ func Snapshot(ctx context.Context, cfg Config) (*State, error) {
 	return s, nil
 }
 
-func (m *Monitor) run(ctx context.Context, sess *session, fresh *State) {
+func (m *Monitor) run(ctx context.Context, sub subscription, fresh *State) {
 	defer close(m.stopped)
 	defer close(m.events)
 	defer m.k.close()
 	for {
-		lost := m.serve(ctx, sess, fresh)
-		sess.stop()
+		lost := m.serve(ctx, sub, fresh)
+		sub.close()
 		if lost == nil {
 			return
 		}
@@ -127,16 +121,16 @@ func (m *Monitor) run(ctx context.Context, sess *session, fresh *State) {
 		if m.emit(ctx, ev) != nil {
 			return
 		}
-		if sess, fresh = m.reopen(ctx); sess == nil {
+		if sub, fresh = m.reopen(ctx); sub == nil {
 			return
 		}
 	}
 }
 
 // serve sends what brings the consumer from m.state to fresh, then
-// follows the notifications of sess. It returns why notifications were
+// follows the notifications of sub. It returns why notifications were
 // lost, or nil when ctx ended.
-func (m *Monitor) serve(ctx context.Context, sess *session, fresh *State) error {
+func (m *Monitor) serve(ctx context.Context, sub subscription, fresh *State) error {
 	for _, ev := range resyncEvents(m.state, fresh) {
 		m.state.Apply(ev)
 		if m.emit(ctx, ev) != nil {
@@ -144,52 +138,86 @@ func (m *Monitor) serve(ctx context.Context, sess *session, fresh *State) error 
 		}
 	}
 	m.sweepDue = false
-	err := m.pump(ctx, sess)
+	err := m.pump(ctx, sub)
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
 }
 
-func (m *Monitor) pump(ctx context.Context, s *session) error {
+// pump follows the notifications of sub, in this goroutine: it parks in
+// the netpoller until the kernel sends, and nothing stands between the
+// socket and Events.
+func (m *Monitor) pump(ctx context.Context, sub subscription) error {
+	stop := context.AfterFunc(ctx, sub.wake)
+	defer stop()
 	for {
-		if m.sweepDue && len(s.links)+len(s.addrs)+len(s.routes) == 0 {
-			if err := m.sweep(ctx); err != nil {
+		if m.sweepDue {
+			busy, err := sub.pending()
+			if err != nil {
+				return lostNotifications(err)
+			}
+			if !busy {
+				if err := m.sweep(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		msgs, err := sub.receive()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // woken
+			}
+			return lostNotifications(err)
+		}
+		for _, msg := range msgs {
+			if err := m.handle(ctx, msg); err != nil {
 				return err
 			}
-			continue
 		}
-		var err error
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-s.links:
-			if !ok {
-				return s.lost("link")
-			}
-			err = m.handleLink(ctx, u)
-		case u, ok := <-s.addrs:
-			if !ok {
-				return s.lost("address")
-			}
-			err = m.handleAddr(ctx, u)
-		case u, ok := <-s.routes:
-			if !ok {
-				return s.lost("route")
-			}
-			err = m.handleRoute(ctx, u)
+		// Let the consumer act on what was just sent before reading on:
+		// on a single P it would otherwise wait until the socket is
+		// drained, and the first change is the one it should act on.
+		runtime.Gosched()
+	}
+}
+
+// lostNotifications explains a failed receive, the ResyncNeeded reason.
+func lostNotifications(err error) error {
+	if errors.Is(err, unix.ENOBUFS) {
+		return fmt.Errorf("notifications overran the socket receive buffer: %w", err)
+	}
+	return fmt.Errorf("receiving notifications: %w", err)
+}
+
+func (m *Monitor) handle(ctx context.Context, msg syscall.NetlinkMessage) error {
+	evs, replace, err := decodeMessage(msg.Header.Type, msg.Header.Flags, msg.Data)
+	if err != nil {
+		m.log.Warn("netmon: ignoring a malformed notification", "err", err)
+		return nil
+	}
+	for _, ev := range evs {
+		switch ev := ev.(type) {
+		case LinkEvent:
+			err = m.handleLink(ctx, ev)
+		case AddrEvent:
+			err = m.handleAddr(ctx, ev)
+		default:
+			_, err = m.emitChange(ctx, ev)
 		}
 		if err != nil {
 			return err
 		}
 	}
+	if replace {
+		// The notification does not say which route was replaced.
+		m.sweepDue = true
+	}
+	return nil
 }
 
-func (m *Monitor) handleLink(ctx context.Context, u netlink.LinkUpdate) error {
-	ev, ok := linkEventFromUpdate(u)
-	if !ok {
-		return nil
-	}
+func (m *Monitor) handleLink(ctx context.Context, ev LinkEvent) error {
 	index := ev.Link.Index
 	old, known := m.state.Link(index)
 	switch {
@@ -216,12 +244,7 @@ func (m *Monitor) handleLink(ctx context.Context, u netlink.LinkUpdate) error {
 	return err
 }
 
-func (m *Monitor) handleAddr(ctx context.Context, u netlink.AddrUpdate) error {
-	ev, err := addrEventFromUpdate(u)
-	if err != nil {
-		m.log.Warn("netmon: ignoring address notification", "err", err)
-		return nil
-	}
+func (m *Monitor) handleAddr(ctx context.Context, ev AddrEvent) error {
 	changed, err := m.emitChange(ctx, ev)
 	if changed && ev.Op == OpDel && ev.Addr.Prefix.Addr().Is4() {
 		// Routes with this source, or all IPv4 routes of the link when it
@@ -231,29 +254,11 @@ func (m *Monitor) handleAddr(ctx context.Context, u netlink.AddrUpdate) error {
 	return err
 }
 
-func (m *Monitor) handleRoute(ctx context.Context, u netlink.RouteUpdate) error {
-	evs, replace, err := routeEventsFromUpdate(u)
-	if err != nil {
-		m.log.Warn("netmon: ignoring route notification", "err", err)
-		return nil
-	}
-	for _, ev := range evs {
-		if _, err := m.emitChange(ctx, ev); err != nil {
-			return err
-		}
-	}
-	if replace {
-		// The notification does not say which route was replaced.
-		m.sweepDue = true
-	}
-	return nil
-}
-
 // sweep re-reads the routes and reports the difference. A failed dump is
 // treated like lost notifications.
 func (m *Monitor) sweep(ctx context.Context) error {
 	m.sweepDue = false
-	routes, err := retryInterrupted(func() ([]Route, error) { return dumpRoutes(m.k) })
+	routes, err := dumpRoutes(m.k, m.log)
 	if err != nil {
 		return fmt.Errorf("re-reading routes: %w", err)
 	}
@@ -284,13 +289,13 @@ func (m *Monitor) emit(ctx context.Context, ev Event) error {
 }
 
 // reopen subscribes and dumps again, with backoff, until it works or ctx
-// ends (nil session).
-func (m *Monitor) reopen(ctx context.Context) (*session, *State) {
+// ends (nil subscription).
+func (m *Monitor) reopen(ctx context.Context) (subscription, *State) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		sess, fresh, err := m.open()
+		sub, fresh, err := m.open()
 		if err == nil {
-			return sess, fresh
+			return sub, fresh
 		}
 		m.log.Error("netmon: re-subscribing failed, will retry", "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
@@ -307,102 +312,17 @@ func (m *Monitor) reopen(ctx context.Context) (*session, *State) {
 // open subscribes first and dumps second, so that nothing that happens in
 // between is missed: notifications queued during the dump are applied
 // after it, which converges since each carries the object's full state.
-// (vishvananda's ListExisting would put the dump on the subscription
-// socket, but its reader discards NLMSG_DONE, so the end of the dump, our
-// Synced, could not be told; a netlink.Handle dump ends clearly and
-// reports NLM_F_DUMP_INTR.)
-func (m *Monitor) open() (*session, *State, error) {
-	s := &session{log: m.log, done: make(chan struct{}), errs: make(map[string]error)}
-	if err := s.subscribe(m.k); err != nil {
-		s.stop()
-		return nil, nil, err
-	}
-	fresh, err := dumpState(m.k)
+// The dumps use a socket of their own, so that their end (our Synced) is
+// clear and their replies never mix with notifications.
+func (m *Monitor) open() (subscription, *State, error) {
+	sub, err := m.k.subscribe()
 	if err != nil {
-		s.stop()
+		return nil, nil, fmt.Errorf("subscribing to notifications: %w", err)
+	}
+	fresh, err := dumpState(m.k, m.log)
+	if err != nil {
+		sub.close()
 		return nil, nil, err
 	}
-	return s, fresh, nil
-}
-
-// session is one set of link, address and route subscriptions.
-type session struct {
-	log  *slog.Logger
-	done chan struct{}
-	// nil until subscribed; closed by the subscription's reader.
-	links  chan netlink.LinkUpdate
-	addrs  chan netlink.AddrUpdate
-	routes chan netlink.RouteUpdate
-
-	stopping atomic.Bool
-	mu       sync.Mutex
-	errs     map[string]error // last asynchronous error per kind
-}
-
-func (s *session) subscribe(k kernel) error {
-	links := make(chan netlink.LinkUpdate, updateBuffer)
-	if err := k.subscribeLinks(links, s.done, s.onError("link")); err != nil {
-		return fmt.Errorf("subscribing to link notifications: %w", err)
-	}
-	s.links = links
-	addrs := make(chan netlink.AddrUpdate, updateBuffer)
-	if err := k.subscribeAddrs(addrs, s.done, s.onError("address")); err != nil {
-		return fmt.Errorf("subscribing to address notifications: %w", err)
-	}
-	s.addrs = addrs
-	routes := make(chan netlink.RouteUpdate, updateBuffer)
-	if err := k.subscribeRoutes(routes, s.done, s.onError("route")); err != nil {
-		return fmt.Errorf("subscribing to route notifications: %w", err)
-	}
-	s.routes = routes
-	return nil
-}
-
-// onError records the errors vishvananda reports from its reader; the
-// fatal one (a failed receive) is followed by the channel closing, and
-// becomes the ResyncNeeded reason.
-func (s *session) onError(kind string) func(error) {
-	return func(err error) {
-		if s.stopping.Load() {
-			return // the socket was closed on purpose
-		}
-		s.mu.Lock()
-		s.errs[kind] = err
-		s.mu.Unlock()
-		s.log.Debug("netmon: subscription error", "kind", kind, "err", err)
-	}
-}
-
-// lost explains why the kind's channel closed.
-func (s *session) lost(kind string) error {
-	s.mu.Lock()
-	err := s.errs[kind]
-	s.mu.Unlock()
-	switch {
-	case err == nil:
-		return fmt.Errorf("%s notifications: channel closed unexpectedly", kind)
-	// vishvananda flattens the errno into text ("Receive failed: %v").
-	case errors.Is(err, unix.ENOBUFS) || strings.Contains(err.Error(), unix.ENOBUFS.Error()):
-		return fmt.Errorf("%s notifications overran the socket receive buffer: %w", kind, unix.ENOBUFS)
-	default:
-		return fmt.Errorf("%s notifications: %w", kind, err)
-	}
-}
-
-// stop ends the subscriptions and waits for their readers, which block on
-// a full channel until someone drains it.
-func (s *session) stop() {
-	s.stopping.Store(true)
-	close(s.done)
-	drain(s.links)
-	drain(s.addrs)
-	drain(s.routes)
-}
-
-func drain[T any](ch <-chan T) {
-	if ch == nil {
-		return
-	}
-	for range ch {
-	}
+	return sub, fresh, nil
 }

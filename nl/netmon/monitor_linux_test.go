@@ -1,9 +1,11 @@
 package netmon
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"net"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -14,151 +16,160 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 const testTimeout = 5 * time.Second
 
-// feed is one fake subscription: a reader goroutine that behaves like
-// vishvananda's (blocking send on ch; onErr then close on failure; close
-// after done).
-type feed[T any] struct {
-	in     chan T
-	fail   chan error // nil error: close without calling onErr
-	exited chan struct{}
+// fakeSub is one fake notification socket: a queue of datagrams and a
+// pending failure, read like the real socket.
+type fakeSub struct {
+	mu      sync.Mutex
+	queue   [][]syscall.NetlinkMessage
+	failure error
+	woken   bool
+	notify  chan struct{} // signalled when something changed
+	closed  chan struct{}
+	closing sync.Once
 }
 
-func startFeed[T any](ch chan<- T, done <-chan struct{}, onErr func(error)) *feed[T] {
-	f := &feed[T]{in: make(chan T), fail: make(chan error), exited: make(chan struct{})}
-	go func() {
-		defer close(f.exited)
-		defer close(ch)
-		for {
-			select {
-			case <-done:
-				onErr(errors.New("Receive failed: file already closed"))
-				return
-			case err := <-f.fail:
-				if err != nil {
-					onErr(err)
-				}
-				return
-			case u := <-f.in:
-				ch <- u
-			}
+var _ subscription = (*fakeSub)(nil)
+
+func newFakeSub() *fakeSub {
+	return &fakeSub{notify: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (s *fakeSub) receive() ([]syscall.NetlinkMessage, error) {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.woken:
+			s.mu.Unlock()
+			return nil, os.ErrDeadlineExceeded
+		case len(s.queue) > 0:
+			d := s.queue[0]
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			return d, nil
+		case s.failure != nil:
+			err := s.failure
+			s.mu.Unlock()
+			return nil, err
 		}
-	}()
-	return f
-}
-
-func (f *feed[T]) send(t *testing.T, u T) {
-	t.Helper()
-	select {
-	case f.in <- u:
-	case <-f.exited:
-		t.Fatal("subscription already ended")
-	case <-time.After(testTimeout):
-		t.Fatal("monitor does not read its subscription")
+		s.mu.Unlock()
+		<-s.notify
 	}
 }
 
-func (f *feed[T]) kill(t *testing.T, err error) {
-	t.Helper()
+func (s *fakeSub) pending() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0, s.failure
+}
+
+func (s *fakeSub) wake() {
+	s.mu.Lock()
+	s.woken = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *fakeSub) close() { s.closing.Do(func() { close(s.closed) }) }
+
+func (s *fakeSub) signal() {
 	select {
-	case f.fail <- err:
-	case <-time.After(testTimeout):
-		t.Fatal("subscription does not end")
+	case s.notify <- struct{}{}:
+	default:
 	}
 }
 
-// generation is one set of subscriptions (one Start or resync).
-type generation struct {
-	links  *feed[netlink.LinkUpdate]
-	addrs  *feed[netlink.AddrUpdate]
-	routes *feed[netlink.RouteUpdate]
+// deliver queues datagrams, then a failure (if not nil) for after them,
+// at once: the monitor sees them all pending.
+func (s *fakeSub) deliver(t *testing.T, failure error, datagrams ...[]syscall.NetlinkMessage) {
+	t.Helper()
+	select {
+	case <-s.closed:
+		t.Fatal("the subscription is closed already")
+	default:
+	}
+	s.mu.Lock()
+	s.queue = append(s.queue, datagrams...)
+	if failure != nil {
+		s.failure = failure
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// send queues one datagram per message.
+func (s *fakeSub) send(t *testing.T, msgs ...syscall.NetlinkMessage) {
+	t.Helper()
+	var datagrams [][]syscall.NetlinkMessage
+	for _, m := range msgs {
+		datagrams = append(datagrams, []syscall.NetlinkMessage{m})
+	}
+	s.deliver(t, nil, datagrams...)
+}
+
+func (s *fakeSub) isClosed(timeout time.Duration) bool {
+	select {
+	case <-s.closed:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // fakeKernel serves dumps from its fields and records subscriptions.
 type fakeKernel struct {
 	mu            sync.Mutex
-	nlLinks       []netlink.Link
-	nlAddrs       []netlink.Addr
-	nlRoutes      []netlink.Route
-	subscribeErrs []error // returned by successive subscribe calls (nil: success)
-	linkDumpErrs  []error // returned by successive link dumps
+	dumps         map[uint16][]syscall.NetlinkMessage // by request type
+	subscribeErrs []error                             // returned by successive subscribes (nil: success)
+	dumpErrs      map[uint16][]error                  // returned by successive dumps, after the messages
 	routeDumps    int
-	gens          []*generation
-	newGen        chan struct{} // signalled when a generation is complete
+	subs          []*fakeSub
+	newSub        chan struct{}
 	closed        bool
 }
 
 var _ kernel = (*fakeKernel)(nil)
 
-func newFakeKernel() *fakeKernel { return &fakeKernel{newGen: make(chan struct{}, 100)} }
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{dumps: make(map[uint16][]syscall.NetlinkMessage), dumpErrs: make(map[uint16][]error),
+		newSub: make(chan struct{}, 100)}
+}
 
-func (k *fakeKernel) subscribeFailure() error {
-	if len(k.subscribeErrs) == 0 {
-		return nil
+func (k *fakeKernel) subscribe() (subscription, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.subscribeErrs) > 0 {
+		err := k.subscribeErrs[0]
+		k.subscribeErrs = k.subscribeErrs[1:]
+		if err != nil {
+			return nil, err
+		}
 	}
-	err := k.subscribeErrs[0]
-	k.subscribeErrs = k.subscribeErrs[1:]
+	s := newFakeSub()
+	k.subs = append(k.subs, s)
+	k.newSub <- struct{}{}
+	return s, nil
+}
+
+func (k *fakeKernel) dump(typ uint16, fn func(syscall.NetlinkMessage)) error {
+	k.mu.Lock()
+	if typ == unix.RTM_GETROUTE {
+		k.routeDumps++
+	}
+	msgs := slices.Clone(k.dumps[typ])
+	var err error
+	if errs := k.dumpErrs[typ]; len(errs) > 0 {
+		err, k.dumpErrs[typ] = errs[0], errs[1:]
+	}
+	k.mu.Unlock()
+	for _, m := range msgs {
+		fn(m)
+	}
 	return err
-}
-
-func (k *fakeKernel) subscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.subscribeFailure(); err != nil {
-		return err
-	}
-	k.gens = append(k.gens, &generation{links: startFeed(ch, done, onErr)})
-	return nil
-}
-
-func (k *fakeKernel) subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.subscribeFailure(); err != nil {
-		return err
-	}
-	k.gens[len(k.gens)-1].addrs = startFeed(ch, done, onErr)
-	return nil
-}
-
-func (k *fakeKernel) subscribeRoutes(ch chan<- netlink.RouteUpdate, done <-chan struct{}, onErr func(error)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.subscribeFailure(); err != nil {
-		return err
-	}
-	k.gens[len(k.gens)-1].routes = startFeed(ch, done, onErr)
-	k.newGen <- struct{}{}
-	return nil
-}
-
-func (k *fakeKernel) links() ([]netlink.Link, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.linkDumpErrs) > 0 {
-		err := k.linkDumpErrs[0]
-		k.linkDumpErrs = k.linkDumpErrs[1:]
-		return k.nlLinks, err
-	}
-	return slices.Clone(k.nlLinks), nil
-}
-
-func (k *fakeKernel) addrs() ([]netlink.Addr, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return slices.Clone(k.nlAddrs), nil
-}
-
-func (k *fakeKernel) routes() ([]netlink.Route, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.routeDumps++
-	return slices.Clone(k.nlRoutes), nil
 }
 
 func (k *fakeKernel) close() {
@@ -168,33 +179,42 @@ func (k *fakeKernel) close() {
 }
 
 // set replaces what the next dumps return.
-func (k *fakeKernel) set(links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route) {
+func (k *fakeKernel) set(links []Link, addrs []Addr, routes []Route) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.nlLinks, k.nlAddrs, k.nlRoutes = links, addrs, routes
+	k.dumps = make(map[uint16][]syscall.NetlinkMessage)
+	for _, l := range links {
+		k.dumps[unix.RTM_GETLINK] = append(k.dumps[unix.RTM_GETLINK], nlmsg(unix.RTM_NEWLINK, unix.NLM_F_MULTI, encodeLink(l)))
+	}
+	for _, a := range addrs {
+		k.dumps[unix.RTM_GETADDR] = append(k.dumps[unix.RTM_GETADDR], nlmsg(unix.RTM_NEWADDR, unix.NLM_F_MULTI, encodeAddr(a)))
+	}
+	for _, r := range routes {
+		k.dumps[unix.RTM_GETROUTE] = append(k.dumps[unix.RTM_GETROUTE], nlmsg(unix.RTM_NEWROUTE, unix.NLM_F_MULTI, encodeRoute(r)))
+	}
 }
 
-// gen waits for the i-th complete generation of subscriptions.
-func (k *fakeKernel) gen(t *testing.T, i int) *generation {
+// sub waits for the i-th subscription.
+func (k *fakeKernel) sub(t *testing.T, i int) *fakeSub {
 	t.Helper()
 	deadline := time.After(testTimeout)
 	for {
 		k.mu.Lock()
-		if len(k.gens) > i && k.gens[i].routes != nil {
-			g := k.gens[i]
+		if len(k.subs) > i {
+			s := k.subs[i]
 			k.mu.Unlock()
-			return g
+			return s
 		}
 		k.mu.Unlock()
 		select {
-		case <-k.newGen:
+		case <-k.newSub:
 		case <-deadline:
-			t.Fatalf("no subscription generation %d", i)
+			t.Fatalf("no subscription %d", i)
 		}
 	}
 }
 
-// checkStopped verifies that every fake reader ended and the kernel was
+// checkStopped verifies that every subscription and the kernel were
 // closed, as Close promises.
 func (k *fakeKernel) checkStopped(t *testing.T) {
 	t.Helper()
@@ -203,81 +223,11 @@ func (k *fakeKernel) checkStopped(t *testing.T) {
 	if !k.closed {
 		t.Error("kernel not closed")
 	}
-	for i, g := range k.gens {
-		if !g.exited(testTimeout) {
-			t.Errorf("generation %d: a subscription reader is still running", i)
+	for i, s := range k.subs {
+		if !s.isClosed(testTimeout) {
+			t.Errorf("subscription %d not closed", i)
 		}
 	}
-}
-
-// exited waits for the generation's readers (those that started) to end.
-func (g *generation) exited(timeout time.Duration) bool {
-	chans := []chan struct{}{g.links.exited}
-	if g.addrs != nil {
-		chans = append(chans, g.addrs.exited)
-	}
-	if g.routes != nil {
-		chans = append(chans, g.routes.exited)
-	}
-	deadline := time.After(timeout)
-	for _, c := range chans {
-		select {
-		case <-c:
-		case <-deadline:
-			return false
-		}
-	}
-	return true
-}
-
-func nlLink(index int, name string, up bool) netlink.Link {
-	flags := uint32(unix.IFF_BROADCAST)
-	if up {
-		flags |= unix.IFF_UP | unix.IFF_LOWER_UP
-	}
-	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name, MTU: 1500, RawFlags: flags,
-		HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, byte(index)}, OperState: netlink.OperUp}}
-}
-
-func nlAddr(t *testing.T, index int, cidr string) netlink.Addr {
-	n := ipnet(t, cidr)
-	return netlink.Addr{IPNet: &n, LinkIndex: index, Flags: unix.IFA_F_PERMANENT, PreferedLft: 0xffffffff, ValidLft: 0xffffffff}
-}
-
-func nlRoute(index int, gw string) netlink.Route {
-	return netlink.Route{Family: unix.AF_INET, LinkIndex: index, Gw: net.ParseIP(gw).To4(), Table: unix.RT_TABLE_MAIN,
-		Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_STATIC}
-}
-
-func linkUpdate(typ uint16, l netlink.Link) netlink.LinkUpdate {
-	return netlink.LinkUpdate{Header: unix.NlMsghdr{Type: typ}, Link: l}
-}
-
-func addrUpdate(a netlink.Addr, isNew bool) netlink.AddrUpdate {
-	return netlink.AddrUpdate{LinkAddress: *a.IPNet, LinkIndex: a.LinkIndex, Flags: a.Flags, Scope: a.Scope,
-		PreferedLft: a.PreferedLft, ValidLft: a.ValidLft, NewAddr: isNew}
-}
-
-// convLink, convAddr and convRoute convert fake netlink objects the way
-// the monitor does, to state expected events.
-func convLink(l netlink.Link) Link { return linkFromNetlink(l) }
-
-func convAddr(t *testing.T, a netlink.Addr) Addr {
-	t.Helper()
-	c, err := addrFromNetlink(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func convRoute(t *testing.T, r netlink.Route) Route {
-	t.Helper()
-	rs, err := routesFromNetlink(r)
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("routesFromNetlink = %v, %v", rs, err)
-	}
-	return rs[0]
 }
 
 // expect reads len(want) events and compares them; ResyncNeeded reasons
@@ -305,28 +255,49 @@ func expect(t *testing.T, m *Monitor, want ...Event) {
 	}
 }
 
-func startFake(t *testing.T, k *fakeKernel) *Monitor {
+// logBuffer is a Logger whose output the test can read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func startFake(t *testing.T, k *fakeKernel) (*Monitor, *logBuffer) {
 	t.Helper()
-	m, err := start(context.Background(), Config{}, k)
+	logs := &logBuffer{}
+	m, err := start(context.Background(), Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}, k)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return m
+	return m, logs
 }
 
 func TestMonitorInitialDumpAndClose(t *testing.T) {
 	k := newFakeKernel()
-	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo", MTU: 65536, RawFlags: unix.IFF_UP | unix.IFF_LOOPBACK}}
-	va := nlLink(2, "va", true)
-	a := nlAddr(t, 2, "10.0.0.1/24")
-	r := nlRoute(2, "10.0.0.254")
-	k.set([]netlink.Link{va, lo}, []netlink.Addr{a}, []netlink.Route{r})
-	m := startFake(t, k)
-	expect(t, m,
-		LinkEvent{OpNew, convLink(lo)}, LinkEvent{OpNew, convLink(va)},
-		AddrEvent{OpNew, convAddr(t, a)}, RouteEvent{OpNew, convRoute(t, r)},
-		Synced{})
+	lo := Link{Index: 1, Name: "lo", MTU: 65536, Up: true, Carrier: true, Loopback: true, OperState: OperUnknown}
+	va := veth(2, "va", true)
+	a := permanentAddr(2, "10.0.0.1/24")
+	r := defaultRoute(2, "10.0.0.254")
+	k.set([]Link{va, lo}, []Addr{a}, []Route{r})
+	// A malformed dump entry is logged and skipped.
+	k.dumps[unix.RTM_GETADDR] = append(k.dumps[unix.RTM_GETADDR], nlmsg(unix.RTM_NEWADDR, unix.NLM_F_MULTI, []byte{2, 24}))
+	m, logs := startFake(t, k)
+	expect(t, m, LinkEvent{OpNew, lo}, LinkEvent{OpNew, va}, AddrEvent{OpNew, a}, RouteEvent{OpNew, r}, Synced{})
+	if want := "ignoring a malformed dump entry"; !strings.Contains(logs.String(), want) {
+		t.Errorf("log %q does not say %q", logs, want)
+	}
 
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -342,92 +313,101 @@ func TestMonitorInitialDumpAndClose(t *testing.T) {
 
 func TestMonitorNotifications(t *testing.T) {
 	k := newFakeKernel()
-	va, vb := nlLink(2, "va", true), nlLink(3, "vb", true)
-	a := nlAddr(t, 2, "10.0.0.1/24")
-	r := nlRoute(2, "10.0.0.254")
-	k.set([]netlink.Link{va}, []netlink.Addr{a}, []netlink.Route{r})
-	m := startFake(t, k)
-	expect(t, m, LinkEvent{OpNew, convLink(va)}, AddrEvent{OpNew, convAddr(t, a)}, RouteEvent{OpNew, convRoute(t, r)}, Synced{})
-	g := k.gen(t, 0)
+	va, vb := veth(2, "va", true), veth(3, "vb", true)
+	a := permanentAddr(2, "10.0.0.1/24")
+	r := defaultRoute(2, "10.0.0.254")
+	k.set([]Link{va}, []Addr{a}, []Route{r})
+	m, logs := startFake(t, k)
+	expect(t, m, LinkEvent{OpNew, va}, AddrEvent{OpNew, a}, RouteEvent{OpNew, r}, Synced{})
+	s := k.sub(t, 0)
 
-	// A duplicate link and an AF_BRIDGE deletion say nothing; the next
-	// event proves they were read and dropped.
-	g.links.send(t, linkUpdate(unix.RTM_NEWLINK, va))
-	brDel := linkUpdate(unix.RTM_DELLINK, va)
-	brDel.IfInfomsg.Family = unix.AF_BRIDGE
-	g.links.send(t, brDel)
-	g.links.send(t, linkUpdate(unix.RTM_NEWLINK, vb))
-	expect(t, m, LinkEvent{OpNew, convLink(vb)})
+	// A duplicate link, an AF_BRIDGE deletion and a neighbour say
+	// nothing; the next event proves they were read and dropped.
+	s.send(t, nlmsg(unix.RTM_NEWLINK, 0, encodeLink(va)),
+		nlmsg(unix.RTM_DELLINK, 0, withAttrs(ifinfomsg{family: unix.AF_BRIDGE, index: 2}.bytes(), nil)),
+		nlmsg(unix.RTM_NEWNEIGH, 0, make([]byte, 12)),
+		nlmsg(unix.RTM_NEWLINK, 0, encodeLink(vb)))
+	expect(t, m, LinkEvent{OpNew, vb})
 
 	// Duplicate RTM_NEWADDR, with other remaining lifetimes.
-	six := nlAddr(t, 3, "2001:db8::1/64")
-	six.Flags, six.PreferedLft, six.ValidLft = unix.IFA_F_TENTATIVE, 1800, 3600
-	g.addrs.send(t, addrUpdate(six, true))
+	six := Addr{LinkIndex: 3, Prefix: netip.MustParsePrefix("2001:db8::1/64"), Flags: AddrTentative,
+		PreferredLifetime: 1800 * time.Second, ValidLifetime: 3600 * time.Second}
 	sixLater := six
-	sixLater.PreferedLft, sixLater.ValidLft = 1790, 3590
-	g.addrs.send(t, addrUpdate(sixLater, true))
+	sixLater.PreferredLifetime, sixLater.ValidLifetime = 1790*time.Second, 3590*time.Second
 	sixDone := sixLater
 	sixDone.Flags = 0
-	g.addrs.send(t, addrUpdate(sixDone, true))
-	expect(t, m, AddrEvent{OpNew, convAddr(t, six)}, AddrEvent{OpNew, convAddr(t, sixDone)})
+	s.send(t, nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(six)), nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(sixLater)),
+		nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(sixDone)))
+	expect(t, m, AddrEvent{OpNew, six}, AddrEvent{OpNew, sixDone})
 
-	// Deleting an unknown address, and a malformed one, say nothing.
-	g.addrs.send(t, addrUpdate(nlAddr(t, 3, "10.7.7.7/8"), false))
-	g.addrs.send(t, netlink.AddrUpdate{LinkAddress: net.IPNet{IP: net.IP{1, 2, 3}}, NewAddr: true})
-	g.addrs.send(t, addrUpdate(six, false))
-	expect(t, m, AddrEvent{OpDel, convAddr(t, six)})
+	// Deleting an unknown address, and a malformed message, say
+	// nothing (the latter is logged).
+	s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(permanentAddr(3, "10.7.7.7/8"))),
+		nlmsg(unix.RTM_NEWADDR, 0, withAttrs(ifaddrmsg{family: unix.AF_INET, prefixLen: 24, index: 3}.bytes(), nil)),
+		nlmsg(unix.RTM_DELADDR, 0, encodeAddr(six)))
+	expect(t, m, AddrEvent{OpDel, six})
+	if want := "RTM_NEWADDR: address on link 3: no IFA_LOCAL or IFA_ADDRESS"; !strings.Contains(logs.String(), want) {
+		t.Errorf("log %q does not say %q", logs, want)
+	}
+
+	// One socket: kinds keep the kernel's order, also within a datagram.
+	c := permanentAddr(3, "10.9.0.1/24")
+	connected := Route{Dst: netip.MustParsePrefix("10.9.0.0/24"), Src: c.Prefix.Addr(), LinkIndex: 3, Table: unix.RT_TABLE_MAIN,
+		Protocol: unix.RTPROT_KERNEL, Scope: ScopeLink}
+	s.deliver(t, nil, []syscall.NetlinkMessage{nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(c)), nlmsg(unix.RTM_NEWROUTE, 0, encodeRoute(connected))})
+	expect(t, m, AddrEvent{OpNew, c}, RouteEvent{OpNew, connected})
 
 	// A replace does not say what it replaced: the monitor re-reads the
 	// routes and reports the one that is gone.
-	r2 := nlRoute(3, "10.0.0.253")
-	k.set([]netlink.Link{va, vb}, []netlink.Addr{a}, []netlink.Route{r2})
-	g.routes.send(t, netlink.RouteUpdate{Type: unix.RTM_NEWROUTE, NlFlags: unix.NLM_F_REPLACE, Route: r2})
-	expect(t, m, RouteEvent{OpNew, convRoute(t, r2)}, RouteEvent{OpDel, convRoute(t, r)})
+	r2 := defaultRoute(3, "10.9.0.254")
+	k.set([]Link{va, vb}, []Addr{a, c}, []Route{connected, r2})
+	s.send(t, nlmsg(unix.RTM_NEWROUTE, unix.NLM_F_REPLACE, encodeRoute(r2)))
+	expect(t, m, RouteEvent{OpNew, r2}, RouteEvent{OpDel, r})
 }
 
 func TestMonitorLinkDeletion(t *testing.T) {
 	k := newFakeKernel()
-	va, vb := nlLink(2, "va", true), nlLink(3, "vb", true)
-	a, b := nlAddr(t, 2, "10.0.0.1/24"), nlAddr(t, 3, "10.9.0.1/24")
-	ra, rb := nlRoute(2, "10.0.0.254"), nlRoute(3, "10.9.0.254")
-	rb.Src = net.IP{10, 0, 0, 1} // uses va's address: the kernel drops it silently too
-	k.set([]netlink.Link{va, vb}, []netlink.Addr{a, b}, []netlink.Route{ra, rb})
-	m := startFake(t, k)
-	expect(t, m, LinkEvent{OpNew, convLink(va)}, LinkEvent{OpNew, convLink(vb)},
-		AddrEvent{OpNew, convAddr(t, a)}, AddrEvent{OpNew, convAddr(t, b)},
-		RouteEvent{OpNew, convRoute(t, ra)}, RouteEvent{OpNew, convRoute(t, rb)}, Synced{})
-	g := k.gen(t, 0)
+	va, vb := veth(2, "va", true), veth(3, "vb", true)
+	a, b := permanentAddr(2, "10.0.0.1/24"), permanentAddr(3, "10.9.0.1/24")
+	ra, rb := defaultRoute(2, "10.0.0.254"), defaultRoute(3, "10.9.0.254")
+	rb.Src = netip.MustParseAddr("10.0.0.1") // uses va's address: the kernel drops it silently too
+	k.set([]Link{va, vb}, []Addr{a, b}, []Route{ra, rb})
+	m, _ := startFake(t, k)
+	expect(t, m, LinkEvent{OpNew, va}, LinkEvent{OpNew, vb}, AddrEvent{OpNew, a}, AddrEvent{OpNew, b},
+		RouteEvent{OpNew, ra}, RouteEvent{OpNew, rb}, Synced{})
+	s := k.sub(t, 0)
 
-	k.set([]netlink.Link{vb}, []netlink.Addr{b}, nil)
-	g.links.send(t, linkUpdate(unix.RTM_DELLINK, va))
-	expect(t, m, RouteEvent{OpDel, convRoute(t, ra)}, AddrEvent{OpDel, convAddr(t, a)}, LinkEvent{OpDel, convLink(va)},
-		RouteEvent{OpDel, convRoute(t, rb)}) // from the sweep
+	k.set([]Link{vb}, []Addr{b}, nil)
+	s.send(t, nlmsg(unix.RTM_DELLINK, 0, encodeLink(va)))
+	expect(t, m, RouteEvent{OpDel, ra}, AddrEvent{OpDel, a}, LinkEvent{OpDel, va},
+		RouteEvent{OpDel, rb}) // from the sweep
 	// The kernel's own RTM_DELADDR comes late and says nothing new.
-	g.addrs.send(t, addrUpdate(a, false))
-	g.addrs.send(t, addrUpdate(b, false))
-	expect(t, m, AddrEvent{OpDel, convAddr(t, b)})
+	s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(a)), nlmsg(unix.RTM_DELADDR, 0, encodeAddr(b)))
+	expect(t, m, AddrEvent{OpDel, b})
 }
 
 func TestMonitorLinkDownSweep(t *testing.T) {
 	k := newFakeKernel()
-	va := nlLink(2, "va", true)
-	a := nlAddr(t, 2, "10.0.0.1/24")
-	r := nlRoute(2, "10.0.0.254")
-	k.set([]netlink.Link{va}, []netlink.Addr{a}, []netlink.Route{r})
-	m := startFake(t, k)
-	expect(t, m, LinkEvent{OpNew, convLink(va)}, AddrEvent{OpNew, convAddr(t, a)}, RouteEvent{OpNew, convRoute(t, r)}, Synced{})
-	g := k.gen(t, 0)
+	va := veth(2, "va", true)
+	a := permanentAddr(2, "10.0.0.1/24")
+	r := defaultRoute(2, "10.0.0.254")
+	k.set([]Link{va}, []Addr{a}, []Route{r})
+	m, _ := startFake(t, k)
+	expect(t, m, LinkEvent{OpNew, va}, AddrEvent{OpNew, a}, RouteEvent{OpNew, r}, Synced{})
+	s := k.sub(t, 0)
 
 	// Carrier loss keeps the routes: no sweep.
-	noCarrier := nlLink(2, "va", true)
-	noCarrier.Attrs().RawFlags &^= unix.IFF_LOWER_UP
-	g.links.send(t, linkUpdate(unix.RTM_NEWLINK, noCarrier))
-	expect(t, m, LinkEvent{OpNew, convLink(noCarrier)})
+	noCarrier := va
+	noCarrier.Carrier = false
+	s.send(t, nlmsg(unix.RTM_NEWLINK, 0, encodeLink(noCarrier)))
+	expect(t, m, LinkEvent{OpNew, noCarrier})
 
-	down := nlLink(2, "va", false)
-	k.set([]netlink.Link{down}, []netlink.Addr{a}, nil)
-	g.links.send(t, linkUpdate(unix.RTM_NEWLINK, down))
-	expect(t, m, LinkEvent{OpNew, convLink(down)}, RouteEvent{OpDel, convRoute(t, r)})
+	// The sweep waits until no notification is pending.
+	down := veth(2, "va", false)
+	b := permanentAddr(2, "10.0.0.2/24")
+	k.set([]Link{down}, []Addr{a, b}, nil)
+	s.send(t, nlmsg(unix.RTM_NEWLINK, 0, encodeLink(down)), nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(b)))
+	expect(t, m, LinkEvent{OpNew, down}, AddrEvent{OpNew, b}, RouteEvent{OpDel, r})
 	k.mu.Lock()
 	dumps := k.routeDumps
 	k.mu.Unlock()
@@ -438,57 +418,78 @@ func TestMonitorLinkDownSweep(t *testing.T) {
 
 func TestMonitorResync(t *testing.T) {
 	tests := []struct {
-		name       string
-		fail       func(t *testing.T, g *generation)
+		name string
+		// lose makes s lose notifications; the link it deletes is gone
+		// anyway, before the resync.
+		lose       func(t *testing.T, s *fakeSub)
 		wantReason string
 		wantErrno  error
 	}{
 		{
-			name: "ENOBUFS on addresses",
-			fail: func(t *testing.T, g *generation) {
-				g.addrs.kill(t, errors.New("Receive failed: no buffer space available"))
-			},
-			wantReason: "address notifications overran the socket receive buffer",
+			name:       "ENOBUFS",
+			lose:       func(t *testing.T, s *fakeSub) { s.deliver(t, os.NewSyscallError("recvfrom", unix.ENOBUFS)) },
+			wantReason: "notifications overran the socket receive buffer: recvfrom: no buffer space available",
 			wantErrno:  syscall.ENOBUFS,
 		},
 		{
-			name:       "route subscription error",
-			fail:       func(t *testing.T, g *generation) { g.routes.kill(t, errors.New("Receive failed: bad file descriptor")) },
-			wantReason: "route notifications: Receive failed: bad file descriptor",
+			name:       "receive error",
+			lose:       func(t *testing.T, s *fakeSub) { s.deliver(t, os.NewSyscallError("recvfrom", unix.EBADF)) },
+			wantReason: "receiving notifications: recvfrom: bad file descriptor",
 		},
 		{
-			name:       "link channel closed without error",
-			fail:       func(t *testing.T, g *generation) { g.links.kill(t, nil) },
-			wantReason: "link notifications: channel closed unexpectedly",
+			name: "truncated datagram",
+			lose: func(t *testing.T, s *fakeSub) {
+				s.deliver(t, fmt.Errorf("%w: 70000 bytes, buffer 65536", errTruncated))
+			},
+			wantReason: "receiving notifications: datagram truncated: 70000 bytes",
+		},
+		{
+			// The socket error shows when the monitor checks whether
+			// it is idle before the sweep after a link went down.
+			name: "ENOBUFS before a sweep",
+			lose: func(t *testing.T, s *fakeSub) {
+				s.deliver(t, os.NewSyscallError("recvfrom", unix.ENOBUFS),
+					[]syscall.NetlinkMessage{nlmsg(unix.RTM_NEWLINK, 0, encodeLink(veth(3, "vb", false)))})
+			},
+			wantReason: "notifications overran the socket receive buffer",
+			wantErrno:  syscall.ENOBUFS,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			k := newFakeKernel()
-			va, vb := nlLink(2, "va", true), nlLink(3, "vb", true)
-			a, b := nlAddr(t, 2, "10.0.0.1/24"), nlAddr(t, 3, "10.9.0.1/24")
-			r := nlRoute(2, "10.0.0.254")
-			k.set([]netlink.Link{va, vb}, []netlink.Addr{a, b}, []netlink.Route{r})
-			m := startFake(t, k)
-			expect(t, m, LinkEvent{OpNew, convLink(va)}, LinkEvent{OpNew, convLink(vb)},
-				AddrEvent{OpNew, convAddr(t, a)}, AddrEvent{OpNew, convAddr(t, b)}, RouteEvent{OpNew, convRoute(t, r)}, Synced{})
-			g0 := k.gen(t, 0)
+			va, vb := veth(2, "va", true), veth(3, "vb", true)
+			a, b := permanentAddr(2, "10.0.0.1/24"), permanentAddr(3, "10.9.0.1/24")
+			r := defaultRoute(2, "10.0.0.254")
+			k.set([]Link{va, vb}, []Addr{a, b}, []Route{r})
+			m, _ := startFake(t, k)
+			expect(t, m, LinkEvent{OpNew, va}, LinkEvent{OpNew, vb}, AddrEvent{OpNew, a}, AddrEvent{OpNew, b},
+				RouteEvent{OpNew, r}, Synced{})
+			s0 := k.sub(t, 0)
 
 			// While notifications are lost: vb goes away, a new address
-			// appears. Re-subscribing fails half way once, then a dump
-			// fails (after an interrupted one that is retried at once).
-			c := nlAddr(t, 2, "10.0.0.2/24")
+			// appears. Re-subscribing fails once, then a dump fails
+			// (after an interrupted one that is retried at once).
+			c := permanentAddr(2, "10.0.0.2/24")
+			k.set([]Link{va}, []Addr{a, c}, []Route{r})
 			k.mu.Lock()
-			k.nlLinks, k.nlAddrs = []netlink.Link{va}, []netlink.Addr{a, c}
-			k.subscribeErrs = []error{nil, errors.New("injected subscribe failure")}
-			k.linkDumpErrs = []error{netlink.ErrDumpInterrupted, errors.New("injected dump failure")}
+			k.subscribeErrs = []error{errors.New("injected subscribe failure")}
+			k.dumpErrs[unix.RTM_GETLINK] = []error{errDumpInterrupted, errors.New("injected dump failure")}
 			k.mu.Unlock()
-			tt.fail(t, g0)
+			tt.lose(t, s0)
 
-			ev := <-m.Events()
-			rn, ok := ev.(ResyncNeeded)
-			if !ok {
-				t.Fatalf("got %v, want ResyncNeeded", ev)
+			var rn ResyncNeeded
+			lastVB := vb
+			for rn.Reason == nil { // vb going down comes first in one case
+				ev := <-m.Events()
+				if le, ok := ev.(LinkEvent); ok && le.Link.Index == vb.Index {
+					lastVB = le.Link
+					continue
+				}
+				var ok bool
+				if rn, ok = ev.(ResyncNeeded); !ok {
+					t.Fatalf("got %v, want ResyncNeeded", ev)
+				}
 			}
 			if !strings.Contains(rn.Reason.Error(), tt.wantReason) {
 				t.Errorf("reason %q, want it to contain %q", rn.Reason, tt.wantReason)
@@ -497,23 +498,24 @@ func TestMonitorResync(t *testing.T) {
 				t.Errorf("reason %q is not %v", rn.Reason, tt.wantErrno)
 			}
 			expect(t, m,
-				AddrEvent{OpDel, convAddr(t, b)}, LinkEvent{OpDel, convLink(vb)},
-				LinkEvent{OpNew, convLink(va)}, AddrEvent{OpNew, convAddr(t, a)}, AddrEvent{OpNew, convAddr(t, c)},
-				RouteEvent{OpNew, convRoute(t, r)}, Synced{})
+				AddrEvent{OpDel, b}, LinkEvent{OpDel, lastVB},
+				LinkEvent{OpNew, va}, AddrEvent{OpNew, a}, AddrEvent{OpNew, c}, RouteEvent{OpNew, r}, Synced{})
 
-			// The old readers are gone, the new subscriptions deliver.
-			// Generation 1 failed half way, generation 2 in its dump.
-			if !g0.exited(testTimeout) {
-				t.Fatal("a reader of the lost session still runs")
+			// The lost socket is closed, so is the one whose dump
+			// failed; the third delivers.
+			s := k.sub(t, 2)
+			for i := range 2 {
+				if !k.sub(t, i).isClosed(testTimeout) {
+					t.Errorf("subscription %d not closed", i)
+				}
 			}
-			g := k.gen(t, 3)
 			k.mu.Lock()
-			if n := len(k.gens); n != 4 {
-				t.Errorf("%d subscription generations, want 4", n)
+			if n := len(k.subs); n != 3 {
+				t.Errorf("%d subscriptions, want 3", n)
 			}
 			k.mu.Unlock()
-			g.addrs.send(t, addrUpdate(c, false))
-			expect(t, m, AddrEvent{OpDel, convAddr(t, c)})
+			s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(c)))
+			expect(t, m, AddrEvent{OpDel, c})
 			m.Close()
 			k.checkStopped(t)
 		})
@@ -522,31 +524,22 @@ func TestMonitorResync(t *testing.T) {
 
 func TestMonitorCloseWhileConsumerStalls(t *testing.T) {
 	k := newFakeKernel()
-	var addrs []netlink.Addr
+	var addrs []Addr
 	ip := netip.MustParseAddr("10.0.0.1")
 	for range eventBuffer + 50 { // more than Events holds: the monitor blocks
-		addrs = append(addrs, nlAddr(t, 2, ip.String()+"/32"))
+		addrs = append(addrs, permanentAddr(2, ip.String()+"/32"))
 		ip = ip.Next()
 	}
-	k.set([]netlink.Link{nlLink(2, "va", true)}, addrs, nil)
+	k.set([]Link{veth(2, "va", true)}, addrs, nil)
 	m, err := start(context.Background(), Config{}, k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := k.gen(t, 0)
-	// Fill the update channel too, so a reader is blocked on its send.
-	stopSending := make(chan struct{})
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		for i := 0; ; i++ {
-			select {
-			case g.links.in <- linkUpdate(unix.RTM_NEWLINK, nlLink(10+i, "x", true)):
-			case <-stopSending:
-				return
-			}
-		}
-	}()
+	// Notifications pile up too.
+	s := k.sub(t, 0)
+	for i := range 100 {
+		s.send(t, nlmsg(unix.RTM_NEWLINK, 0, encodeLink(veth(10+i, "x", true))))
+	}
 	time.Sleep(20 * time.Millisecond)
 	closed := make(chan struct{})
 	go func() { m.Close(); close(closed) }()
@@ -555,8 +548,6 @@ func TestMonitorCloseWhileConsumerStalls(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("Close blocks while the consumer does not read")
 	}
-	close(stopSending)
-	<-sent
 	k.checkStopped(t)
 	n := 0
 	for range m.Events() {
@@ -575,7 +566,7 @@ func TestMonitorContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, m, Synced{})
-	cancel()
+	cancel() // the monitor waits for a notification: the wake ends it
 	select {
 	case _, ok := <-m.Events():
 		if ok {
@@ -595,14 +586,14 @@ func TestStartFails(t *testing.T) {
 		want  string
 	}{
 		{"subscribe", func(k *fakeKernel) { k.subscribeErrs = []error{errors.New("injected")} },
-			"subscribing to link notifications: injected"},
-		// The link subscription that worked must be stopped again.
-		{"route subscription", func(k *fakeKernel) { k.subscribeErrs = []error{nil, nil, errors.New("injected")} },
-			"subscribing to route notifications: injected"},
-		{"dump", func(k *fakeKernel) { k.linkDumpErrs = []error{errors.New("boom")} }, "dumping links: boom"},
+			"netmon: subscribing to notifications: injected"},
+		{"link dump", func(k *fakeKernel) { k.dumpErrs[unix.RTM_GETLINK] = []error{errors.New("boom")} }, "netmon: dumping links: boom"},
+		// The subscription that worked must be closed again.
+		{"route dump", func(k *fakeKernel) { k.dumpErrs[unix.RTM_GETROUTE] = []error{syscall.EBUSY} },
+			"netmon: dumping routes: device or resource busy"},
 		{"dump keeps being interrupted", func(k *fakeKernel) {
-			k.linkDumpErrs = slices.Repeat([]error{netlink.ErrDumpInterrupted}, maxDumpAttempts)
-		}, "dumping links: results may be incomplete or inconsistent (5 attempts)"},
+			k.dumpErrs[unix.RTM_GETADDR] = slices.Repeat([]error{errDumpInterrupted}, maxDumpAttempts)
+		}, "netmon: dumping addresses: the table changed while it was dumped (NLM_F_DUMP_INTR) (5 attempts)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
