@@ -435,11 +435,8 @@ func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[
 	if len(todo) == 0 {
 		return false
 	}
-	intents := make([]Owned, len(todo))
-	for i, p := range todo {
-		intents[i] = Owned{ID: p.id, Addr: p.e.Addr.Unmap(), Port: p.e.Port}
-	}
-	if err := r.st.intend(intents); err != nil {
+	// Write-ahead: the records are on file before the kernel is asked.
+	if err := r.st.flush(); err != nil {
 		err = fmt.Errorf("write-ahead record: %w", err)
 		// Without the record an endpoint could outlive our knowledge of it.
 		for _, p := range todo {

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -60,19 +62,37 @@ type Store struct {
 	// only has to survive the daemon (rename is atomic), not a reboot.
 	durable bool
 
-	mu    sync.Mutex
-	data  storeFile
-	dirty bool
-	wal   *os.File // the journal, once opened; append-only
+	mu   sync.Mutex
+	data storeFile
+	// dirty: the state file is behind the record; compactDue: rewrite it
+	// at the next save (after opening a journal or a corrupt file).
+	dirty, compactDue bool
+	pending           []byte   // journal records not written yet
+	wal               *os.File // the journal, once opened; append-only
+	walSize           int64    // bytes in the journal
 }
 
 // OpenStore reads the state file at path; a missing file is an empty
-// store. A file that does not parse, or of an unknown version, gives an
-// empty store together with an error that Is ErrCorruptStore and names
-// the path: the caller logs it and goes on, and the next save replaces
-// the file. Any other read error returns no store.
+// store. A state file or journal that does not parse, or a state file of
+// an unknown version, gives an empty store together with an error that Is
+// ErrCorruptStore and names the file: the caller logs it and goes on, and
+// the first save replaces both files. Any other read error returns no
+// store.
 func OpenStore(path string) (*Store, error) {
-	st := &Store{path: path, data: storeFile{Version: storeVersion}, durable: !onTmpfs(filepath.Dir(path))}
+	st, err := openStore(path)
+	if errors.Is(err, ErrCorruptStore) {
+		st = newStore(path)
+		st.compactDue = true
+	}
+	return st, err
+}
+
+func newStore(path string) *Store {
+	return &Store{path: path, data: storeFile{Version: storeVersion}, durable: !onTmpfs(filepath.Dir(path))}
+}
+
+func openStore(path string) (*Store, error) {
+	st := newStore(path)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		// A daemon killed before its first save left only a journal.
@@ -85,42 +105,53 @@ func OpenStore(path string) (*Store, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return st, fmt.Errorf("pm: %w %s: %v", ErrCorruptStore, path, err)
+		return nil, fmt.Errorf("pm: %w %s: %v", ErrCorruptStore, path, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return st, fmt.Errorf("pm: %w %s: data after the JSON object", ErrCorruptStore, path)
+		return nil, fmt.Errorf("pm: %w %s: data after the JSON object", ErrCorruptStore, path)
 	}
 	if f.Version != storeVersion {
-		return st, fmt.Errorf("pm: %w %s: version %d, want %d", ErrCorruptStore, path, f.Version, storeVersion)
+		return nil, fmt.Errorf("pm: %w %s: version %d, want %d", ErrCorruptStore, path, f.Version, storeVersion)
 	}
 	for _, o := range f.Endpoints {
 		if o.ID == 0 || !o.Addr.IsValid() {
-			return st, fmt.Errorf("pm: %w %s: bad endpoint id %d address %v", ErrCorruptStore, path, o.ID, o.Addr)
+			return nil, fmt.Errorf("pm: %w %s: bad endpoint id %d address %v", ErrCorruptStore, path, o.ID, o.Addr)
 		}
 	}
 	st.data = f
-	if err := st.replay(); err != nil {
-		return st, err
-	}
-	return st, nil
+	return st, st.replay()
 }
 
-// The write-ahead journal sits beside the state file: one line per
-// endpoint about to be added ("own ID ADDR PORT"), appended in a single
-// write before the kernel is asked, so that the path from an address
-// event to the kernel costs one small write instead of rewriting the
-// state file. save folds it into the state file and empties it.
+// The journal sits beside the state file: one line per change of the
+// record ("own ID ADDR PORT", "forget ID", "limit NAME VALUE"), appended
+// in one write per batch, so that the path from an address event to the
+// kernel costs one small write instead of rewriting the state file. The
+// state file is rewritten (and the journal emptied) only once the journal
+// has grown, and at Close: it is the journal's checkpoint.
 func (s *Store) journalPath() string { return s.path + ".wal" }
 
-// intend records, before they are added, endpoints the daemon is about to
-// create. The journal stays open between calls: one write(2) per batch.
-func (s *Store) intend(eps []Owned) error {
-	var b []byte
-	for _, o := range eps {
-		b = fmt.Appendf(b, "own %d %s %d\n", o.ID, o.Addr, o.Port)
-	}
+// compactAt is the journal size that makes save rewrite the state file:
+// a few hundred records, each a small write, then one rewrite.
+const compactAt = 16 << 10
+
+// record queues one journal line; the caller holds mu.
+func (s *Store) record(format string, args ...any) {
+	s.pending = fmt.Appendf(s.pending, format+"\n", args...)
+	s.dirty = true
+}
+
+// flush appends the queued records to the journal in one write: before
+// the kernel is asked to add an endpoint (write-ahead), and after a pass.
+func (s *Store) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *Store) flushLocked() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
 	if s.wal == nil {
 		open := func() (*os.File, error) {
 			return os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -136,18 +167,21 @@ func (s *Store) intend(eps []Owned) error {
 		}
 		s.wal = f
 	}
-	if _, err := s.wal.Write(b); err != nil {
+	n, err := s.wal.Write(s.pending)
+	s.walSize += int64(n)
+	if err != nil {
 		return err
 	}
+	s.pending = s.pending[:0]
 	if s.durable {
 		return s.wal.Sync()
 	}
 	return nil
 }
 
-// replay applies a journal left by a daemon that died before folding it
-// in. A line cut short (the write never completed) is ignored and cut
-// off, so that the next record does not run into it.
+// replay applies a journal left by a daemon that died (or stopped) before
+// folding it in. A line cut short (the write never completed) is ignored
+// and cut off, so that the next record does not run into it.
 func (s *Store) replay() error {
 	b, err := os.ReadFile(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -161,17 +195,9 @@ func (s *Store) replay() error {
 		if len(line) == 0 || line[len(line)-1] != '\n' {
 			break
 		}
-		var (
-			id   uint8
-			addr string
-			port uint16
-		)
-		n, err := fmt.Sscanf(string(line), "own %d %s %d\n", &id, &addr, &port)
-		a, aerr := netip.ParseAddr(addr)
-		if err != nil || n != 3 || aerr != nil || id == 0 {
-			return fmt.Errorf("pm: %w %s line %d: %q", ErrCorruptStore, s.journalPath(), i+1, bytes.TrimSpace(line))
+		if err := s.replayLine(string(line)); err != nil {
+			return fmt.Errorf("pm: %w %s line %d: %q: %v", ErrCorruptStore, s.journalPath(), i+1, bytes.TrimSpace(line), err)
 		}
-		s.own(mptcp.Endpoint{ID: mptcp.ID(id), Addr: a, Port: port})
 		complete += len(line)
 	}
 	if complete < len(b) {
@@ -179,18 +205,76 @@ func (s *Store) replay() error {
 			return fmt.Errorf("pm: cut the unfinished record off the state journal: %w", err)
 		}
 	}
+	s.walSize = int64(complete)
+	// Replaying queued the same records again; they are in the file.
+	s.pending = s.pending[:0]
+	// The first save folds the journal in.
+	s.compactDue = complete > 0
 	return nil
 }
 
-// Close closes the journal. The store must not be used afterwards.
+// replayLine applies one journal record.
+func (s *Store) replayLine(line string) error {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return errors.New("empty record")
+	}
+	id := func(w string) (mptcp.ID, error) {
+		n, err := strconv.ParseUint(w, 10, 8)
+		if err != nil || n == 0 {
+			return 0, fmt.Errorf("bad endpoint id %q", w)
+		}
+		return mptcp.ID(n), nil
+	}
+	switch {
+	case f[0] == "own" && len(f) == 4:
+		i, err := id(f[1])
+		if err != nil {
+			return err
+		}
+		a, err := netip.ParseAddr(f[2])
+		if err != nil {
+			return err
+		}
+		port, err := strconv.ParseUint(f[3], 10, 16)
+		if err != nil {
+			return fmt.Errorf("bad port %q", f[3])
+		}
+		s.own(mptcp.Endpoint{ID: i, Addr: a, Port: uint16(port)})
+	case f[0] == "forget" && len(f) == 2:
+		i, err := id(f[1])
+		if err != nil {
+			return err
+		}
+		s.forget(i)
+	case f[0] == "limit" && len(f) == 3:
+		v, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			return fmt.Errorf("bad limit value %q", f[2])
+		}
+		i := slices.IndexFunc(limitFields[:], func(l limitField) bool { return l.name == f[1] })
+		if i < 0 {
+			return fmt.Errorf("unknown limit %q", f[1])
+		}
+		s.setLimit(limitFields[i], uint32(v))
+	default:
+		return errors.New("not a record")
+	}
+	return nil
+}
+
+// Close folds the journal into the state file and closes it. The store
+// must not be used afterwards.
 func (s *Store) Close() error {
+	err := s.Save()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.wal == nil {
-		return nil
+	if s.wal != nil {
+		if cerr := s.wal.Close(); err == nil {
+			err = cerr
+		}
+		s.wal = nil
 	}
-	err := s.wal.Close()
-	s.wal = nil
 	return err
 }
 
@@ -241,7 +325,7 @@ func (s *Store) own(e mptcp.Endpoint) {
 	eps := slices.DeleteFunc(s.data.Endpoints, func(x Owned) bool { return x.ID == e.ID })
 	i, _ := slices.BinarySearchFunc(eps, o.ID, func(x Owned, id mptcp.ID) int { return cmp.Compare(x.ID, id) })
 	s.data.Endpoints = slices.Insert(eps, i, o)
-	s.dirty = true
+	s.record("own %d %s %d", o.ID, o.Addr, o.Port)
 }
 
 // forget drops the record with id, if any.
@@ -250,7 +334,9 @@ func (s *Store) forget(id mptcp.ID) {
 	defer s.mu.Unlock()
 	n := len(s.data.Endpoints)
 	s.data.Endpoints = slices.DeleteFunc(s.data.Endpoints, func(o Owned) bool { return o.ID == id })
-	s.dirty = s.dirty || len(s.data.Endpoints) != n
+	if len(s.data.Endpoints) != n {
+		s.record("forget %d", id)
+	}
 }
 
 // limit returns the recorded value of one limit.
@@ -273,25 +359,42 @@ func (s *Store) setLimit(which limitField, v uint32) {
 		return
 	}
 	*p = &v
-	s.dirty = true
+	s.record("limit %s %d", which.name, v)
 }
 
-// Save writes the state if it changed since the last save: to a
-// temporary file in the same directory, synced, renamed over the old
-// one, and the directory synced, so that a crash leaves the old or the
-// new state, never a mix. The directory is created if needed.
+// Save writes the state file if the record changed since it was last
+// written: to a temporary file in the same directory, renamed over the
+// old one (synced too, unless on tmpfs), so that a crash leaves the old or
+// the new state, never a mix; then it empties the journal. The directory
+// is created if needed.
 func (s *Store) Save() error {
-	if err := s.save(); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.compact(); err != nil {
 		return fmt.Errorf("pm: save state: %w", err)
 	}
 	return nil
 }
 
-// save is Save with the error unprefixed, for callers that say where.
+// save ends a reconcile pass: it journals the pass's changes, and folds
+// the journal into the state file once it has grown. The error is
+// unprefixed, for callers that say where.
 func (s *Store) save() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dirty {
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if s.compactDue || s.walSize >= compactAt {
+		return s.compact()
+	}
+	return nil
+}
+
+// compact rewrites the state file and empties the journal; the caller
+// holds mu.
+func (s *Store) compact() error {
+	if !s.dirty && !s.compactDue {
 		return nil
 	}
 	b, err := json.MarshalIndent(s.data, "", "\t")
@@ -301,8 +404,11 @@ func (s *Store) save() error {
 	if err := writeAtomic(s.path, append(b, '\n'), s.durable); err != nil {
 		return err
 	}
-	s.dirty = false
-	// The state file now holds everything the journal said.
+	s.dirty, s.compactDue = false, false
+	// The state file now holds everything the journal said, including
+	// records still queued.
+	s.pending = s.pending[:0]
+	s.walSize = 0
 	if s.wal != nil {
 		return s.wal.Truncate(0) // O_APPEND: the next record goes to offset 0
 	}

@@ -159,10 +159,20 @@ func TestStoreJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	intents := []Owned{{ID: 7, Addr: netip.MustParseAddr("192.0.2.7")}, {ID: 9, Addr: netip.MustParseAddr("2001:db8::9"), Port: 4000}}
-	if err := st.intend(intents); err != nil {
+	for _, o := range intents {
+		st.own(mptcp.Endpoint{ID: o.ID, Addr: o.Addr, Port: o.Port})
+	}
+	st.own(mptcp.Endpoint{ID: 8, Addr: netip.MustParseAddr("192.0.2.8")})
+	st.forget(8)
+	st.setLimit(limitFields[0], 5)
+	// A pass's end journals its changes; the state file waits.
+	if err := st.save(); err != nil {
 		t.Fatal(err)
 	}
-	// A daemon killed here, mid-way through a third record.
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file written by a small pass: %v", err)
+	}
+	// A daemon killed here, mid-way through a record.
 	f, err := os.OpenFile(path+".wal", os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -179,17 +189,20 @@ func TestStoreJournal(t *testing.T) {
 	if got := back.Endpoints(); !slices.Equal(got, intents) {
 		t.Errorf("replayed %v, want %v (the cut-short record ignored)", got, intents)
 	}
+	if l := back.Limits(); l.Subflows == nil || *l.Subflows != 5 || l.AddAddrAccepted != nil {
+		t.Errorf("replayed limits %+v, want subflows 5", l)
+	}
 	// The cut-short record is gone, so a new one does not run into it.
-	more := Owned{ID: 12, Addr: netip.MustParseAddr("192.0.2.12")}
-	if err := back.intend([]Owned{more}); err != nil {
+	back.own(mptcp.Endpoint{ID: 12, Addr: netip.MustParseAddr("192.0.2.12")})
+	if err := back.flush(); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := os.ReadFile(path + ".wal"); err != nil || !strings.HasSuffix(string(b), "0\nown 12 192.0.2.12 0\n") {
+	if b, err := os.ReadFile(path + ".wal"); err != nil || !strings.HasSuffix(string(b), "limit subflows 5\nown 12 192.0.2.12 0\n") {
 		t.Errorf("journal after a record following a cut-short one: %q, %v", b, err)
 	}
-	back.forget(more.ID)
-	// Saving folds the journal in and empties it.
-	if err := back.Save(); err != nil {
+	back.forget(12)
+	// The first save after a replay folds the journal in and empties it.
+	if err := back.save(); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(path + ".wal"); err != nil || len(b) != 0 {
@@ -199,12 +212,70 @@ func TestStoreJournal(t *testing.T) {
 	if err != nil || !slices.Equal(again.Endpoints(), intents) {
 		t.Errorf("after the save: %v, %v; want %v", again.Endpoints(), err, intents)
 	}
+}
 
-	// A line that is not a record is reported, not guessed at.
-	if err := os.WriteFile(path+".wal", []byte("own 300 192.0.2.1 0\n"), 0o600); err != nil {
+// A journal grows to compactAt before the state file is rewritten.
+func TestStoreCompacts(t *testing.T) {
+	path := filepath.Join(stateDir(t), "s.json")
+	st, err := OpenStore(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenStore(path); !errors.Is(err, ErrCorruptStore) || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("bad journal line: %v, want ErrCorruptStore naming line 1", err)
+	t.Cleanup(func() { st.Close() })
+	e := mptcp.Endpoint{ID: 1, Addr: netip.MustParseAddr("192.0.2.1")}
+	passes := 0
+	for {
+		st.own(e)
+		st.forget(e.ID)
+		if err := st.save(); err != nil {
+			t.Fatal(err)
+		}
+		passes++
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if passes > compactAt {
+			t.Fatalf("no state file after %d passes", passes)
+		}
+	}
+	if per := len("own 1 192.0.2.1 0\nforget 1\n"); passes != (compactAt+per-1)/per {
+		t.Errorf("state file written after %d passes, want %d (a %d-byte journal)", passes, (compactAt+per-1)/per, compactAt)
+	}
+	if b, err := os.ReadFile(path + ".wal"); err != nil || len(b) != 0 {
+		t.Errorf("journal after compaction: %d bytes, %v; want empty", len(b), err)
+	}
+}
+
+func TestStoreBadJournal(t *testing.T) {
+	for _, tt := range []struct{ journal, want string }{
+		{"own 300 192.0.2.1 0\n", `line 1: "own 300 192.0.2.1 0": bad endpoint id "300"`},
+		{"own 1 192.0.2.1 0\nforget x\n", `line 2: "forget x": bad endpoint id "x"`},
+		{"own 1 192.0.2.300 0\n", "192.0.2.300"},
+		{"own 1 192.0.2.1 70000\n", `bad port "70000"`},
+		{"limit subflows -1\n", `bad limit value "-1"`},
+		{"limit nonsense 1\n", `unknown limit "nonsense"`},
+		{"delete 1\n", "not a record"},
+		{"\n", "empty record"},
+	} {
+		path := filepath.Join(stateDir(t), "s.json")
+		if err := os.WriteFile(path+".wal", []byte(tt.journal), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenStore(path)
+		if !errors.Is(err, ErrCorruptStore) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path+".wal") {
+			t.Errorf("journal %q: %v, want ErrCorruptStore naming the file and saying %q", tt.journal, err, tt.want)
+			continue
+		}
+		// What a broken journal said is not trusted, and the first save
+		// starts both files afresh.
+		if len(st.Endpoints()) != 0 {
+			t.Errorf("journal %q: store %v, want empty", tt.journal, st.Endpoints())
+		}
+		if err := st.save(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenStore(path); err != nil {
+			t.Errorf("journal %q: after the first save: %v", tt.journal, err)
+		}
 	}
 }
