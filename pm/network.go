@@ -45,6 +45,18 @@ type Address struct {
 // Addr returns the address itself, unmapped.
 func (a Address) Addr() netip.Addr { return a.Prefix.Addr().Unmap() }
 
+// Equal reports whether n and o are the same network. Every field
+// counts, so a pass can be skipped when they are equal.
+func (n Network) Equal(o Network) bool {
+	return slices.EqualFunc(n.Links, o.Links, Link.Equal) && slices.Equal(n.Addrs, o.Addrs)
+}
+
+// Equal reports whether l and o are the same in every field.
+func (l Link) Equal(o Link) bool {
+	return l.Index == o.Index && l.Name == o.Name && l.Kind == o.Kind && l.Usable == o.Usable && l.Why == o.Why &&
+		l.DefaultRoute4 == o.DefaultRoute4 && l.DefaultRoute6 == o.DefaultRoute6 && slices.Equal(l.Gateways, o.Gateways)
+}
+
 // Link returns the link with this index.
 func (n Network) Link(index int) (Link, bool) {
 	i := slices.IndexFunc(n.Links, func(l Link) bool { return l.Index == index })

@@ -2,6 +2,7 @@ package pm
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -89,5 +90,53 @@ func TestNetworkFrom(t *testing.T) {
 		if l.Kind != policy.KindVirtual {
 			t.Errorf("%s: kind %v, want the classifier's virtual", l.Name, l.Kind)
 		}
+	}
+}
+
+// TestNetworkEqual changes every field of a Link and an Address in turn,
+// by reflection, so that a field added later without Equal knowing about
+// it fails here.
+func TestNetworkEqual(t *testing.T) {
+	base := func() Network {
+		return Network{
+			Links: []Link{{Index: 2, Name: "eth0", Kind: policy.KindEthernet, Usable: true, DefaultRoute4: true,
+				Gateways: []netip.Addr{netip.MustParseAddr("192.0.2.254")}}},
+			Addrs: []Address{{LinkIndex: 2, Prefix: netip.MustParsePrefix("192.0.2.1/24"), Scope: netmon.ScopeUniverse}},
+		}
+	}
+	if !base().Equal(base()) {
+		t.Fatal("a network differs from its copy")
+	}
+	for _, elem := range []func(*Network) reflect.Value{
+		func(n *Network) reflect.Value { return reflect.ValueOf(&n.Links[0]).Elem() },
+		func(n *Network) reflect.Value { return reflect.ValueOf(&n.Addrs[0]).Elem() },
+	} {
+		typ := elem(&Network{Links: []Link{{}}, Addrs: []Address{{}}}).Type()
+		for i := range typ.NumField() {
+			n := base()
+			f := elem(&n).Field(i)
+			switch f.Kind() {
+			case reflect.Int, reflect.Int32:
+				f.SetInt(f.Int() + 1)
+			case reflect.Uint8, reflect.Uint32:
+				f.SetUint(f.Uint() + 1)
+			case reflect.String:
+				f.SetString(f.String() + "x")
+			case reflect.Bool:
+				f.SetBool(!f.Bool())
+			case reflect.Slice:
+				f.Set(reflect.AppendSlice(f, f))
+			case reflect.Struct: // netip.Prefix
+				f.Set(reflect.ValueOf(netip.MustParsePrefix("198.51.100.1/32")))
+			default:
+				t.Fatalf("%s.%s: kind %s not covered by this test", typ, typ.Field(i).Name, f.Kind())
+			}
+			if n.Equal(base()) || base().Equal(n) {
+				t.Errorf("%s.%s changed, Equal still true", typ, typ.Field(i).Name)
+			}
+		}
+	}
+	if n := base(); n.Equal(Network{Links: n.Links}) {
+		t.Error("a network without its addresses is Equal")
 	}
 }

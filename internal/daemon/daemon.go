@@ -240,7 +240,7 @@ func (e *engine) pass() bool {
 		return false
 	}
 	n := pm.NetworkFrom(e.state, e.classify)
-	if !e.force && e.reconciled && reflect.DeepEqual(n, e.last) {
+	if !e.force && e.reconciled && n.Equal(e.last) {
 		return false
 	}
 	forced := e.force
