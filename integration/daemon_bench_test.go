@@ -77,6 +77,9 @@ type daemonResult struct {
 	measured bool
 	add, del latencySummary
 	rssKiB   int64
+	// cpuPerCycle is the daemon's CPU time (user+system) per add/delete
+	// cycle: /proc's 10 ms ticks spread over all cycles.
+	cpuPerCycle time.Duration
 }
 
 // latencySummary is a latency distribution in three numbers.
@@ -144,15 +147,15 @@ func BenchmarkDaemonEndpoint(b *testing.B) {
 // printDaemonTable prints the results side by side.
 func printDaemonTable(results []daemonResult) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "daemon\tadd p50/p90/max µs\tdel p50/p90/max µs\tidle RSS KiB")
+	fmt.Fprintln(w, "daemon\tadd p50/p90/max µs\tdel p50/p90/max µs\tCPU µs/cycle\tidle RSS KiB")
 	for _, r := range results {
 		switch {
 		case !r.measured:
-			fmt.Fprintf(w, "%s\tnot measured (skipped or failed)\t\t\n", r.name)
+			fmt.Fprintf(w, "%s\tnot measured (skipped or failed)\t\t\t\n", r.name)
 		case r.rssKiB == 0:
-			fmt.Fprintf(w, "%s\t%s\t%s\t-\n", r.name, r.add, r.del)
+			fmt.Fprintf(w, "%s\t%s\t%s\t-\t-\n", r.name, r.add, r.del)
 		default:
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", r.name, r.add, r.del, r.rssKiB)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", r.name, r.add, r.del, r.cpuPerCycle.Microseconds(), r.rssKiB)
 		}
 	}
 	_ = w.Flush()
@@ -186,6 +189,13 @@ func benchDaemonEndpoint(b *testing.B, d benchDaemon, cycles int) daemonResult {
 		}
 	}
 
+	var cpu0 time.Duration
+	if env.daemon != nil {
+		var err error
+		if cpu0, err = cpuTime(env.daemon.cmd.Process.Pid); err != nil {
+			b.Fatalf("%s: CPU time: %v", d.name, err)
+		}
+	}
 	var add, del []time.Duration
 	next := 0
 	for b.Loop() {
@@ -197,6 +207,14 @@ func benchDaemonEndpoint(b *testing.B, d benchDaemon, cycles int) daemonResult {
 		}
 	}
 	r := daemonResult{name: d.name, measured: true, add: summarize(add), del: summarize(del), rssKiB: rss}
+	if env.daemon != nil {
+		cpu1, err := cpuTime(env.daemon.cmd.Process.Pid)
+		if err != nil {
+			b.Fatalf("%s: CPU time: %v", d.name, err)
+		}
+		r.cpuPerCycle = (cpu1 - cpu0) / time.Duration(len(add))
+		b.ReportMetric(float64(r.cpuPerCycle.Microseconds()), "CPU-us/cycle")
+	}
 	r.add.report(b, "add")
 	r.del.report(b, "del")
 	if rss != 0 {

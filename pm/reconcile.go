@@ -377,7 +377,7 @@ func (r *Reconciler) deleteAll(dels []mptcp.Endpoint, res *Result) map[mptcp.ID]
 			r.fail(res, "delete", e, err)
 			continue
 		}
-		r.log.Info("deleted endpoint", "id", e.ID, "addr", e.Addr)
+		r.log.Debug("deleted endpoint", "id", e.ID, "addr", e.Addr)
 		res.Deleted = append(res.Deleted, e)
 		res.Changed = true
 	}
@@ -390,7 +390,7 @@ func (r *Reconciler) setFlagsAll(eps []mptcp.Endpoint, res *Result) {
 			r.fail(res, "set flags", e, err)
 			continue
 		}
-		r.log.Info("changed endpoint flags", "id", e.ID, "addr", e.Addr, "flags", e.Flags.String())
+		r.log.Debug("changed endpoint flags", "id", e.ID, "addr", e.Addr, "flags", e.Flags.String())
 		res.FlagsChanged = append(res.FlagsChanged, e)
 		res.Changed = true
 	}
@@ -453,7 +453,7 @@ func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[
 		}
 		e := p.e
 		e.ID = p.id
-		r.log.Info("added endpoint", "id", e.ID, "addr", e.Addr, "port", e.Port, "flags", e.Flags.String(), "ifindex", e.IfIndex)
+		r.log.Debug("added endpoint", "id", e.ID, "addr", e.Addr, "port", e.Port, "flags", e.Flags.String(), "ifindex", e.IfIndex)
 		res.Added = append(res.Added, e)
 		res.Changed = true
 		replaced = replaced || p.implicit
@@ -578,7 +578,7 @@ func (r *Reconciler) reconcileLimits(want mptcp.Limits, res *Result) {
 	for _, f := range limitFields {
 		if v := *f.kernel(&set); v != nil {
 			r.st.setLimit(f, *v)
-			r.log.Info("set limit", "limit", f.name, "value", *v)
+			r.log.Debug("set limit", "limit", f.name, "value", *v)
 		}
 	}
 	res.LimitsSet = set

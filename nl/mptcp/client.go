@@ -56,6 +56,11 @@ func Dial(cfg *Config) (*Client, error) {
 	return c, nil
 }
 
+// receiveBufferSize is the size of the pooled receive buffers: the
+// largest datagram netlink sends to a reader (net/netlink/af_netlink.c
+// caps max_recvmsg_len at 32 KiB; events and replies are smaller).
+const receiveBufferSize = 32 << 10
+
 // dial opens a generic netlink socket in cfg's namespace with extended
 // acks, so that kernel errors carry their explanation.
 func dial(cfg *Config) (*genetlink.Conn, error) {
@@ -63,8 +68,11 @@ func dial(cfg *Config) (*genetlink.Conn, error) {
 	if cfg != nil {
 		ns = cfg.NetNS
 	}
-	// Strict turns on ExtendedAcknowledge and GetStrictCheck.
-	conn, err := genetlink.Dial(&netlink.Config{NetNS: ns, Strict: true})
+	// Strict turns on ExtendedAcknowledge and GetStrictCheck. A pooled
+	// receive buffer spares each receive a MSG_PEEK call and a fresh
+	// allocation; the kernel never sends a datagram larger than it
+	// (it sizes dump batches after the reader's buffer, up to 32 KiB).
+	conn, err := genetlink.Dial(&netlink.Config{NetNS: ns, Strict: true, MessageBufferSize: receiveBufferSize})
 	if err != nil {
 		return nil, wrapError("dial generic netlink", err)
 	}

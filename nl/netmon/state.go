@@ -135,17 +135,30 @@ func (s *State) Routes() []Route {
 
 // LinkAddrs returns the addresses of one link.
 func (s *State) LinkAddrs(index int) []Addr {
-	return slices.DeleteFunc(s.Addrs(), func(a Addr) bool { return a.LinkIndex != index })
+	return sortedWhere(s.addrs, func(a Addr) bool { return a.LinkIndex == index }, compareAddrs)
 }
 
 // LinkRoutes returns the routes through one link.
 func (s *State) LinkRoutes(index int) []Route {
-	return slices.DeleteFunc(s.Routes(), func(r Route) bool { return r.LinkIndex != index })
+	return sortedWhere(s.routes, func(r Route) bool { return r.LinkIndex == index }, compareRoutes)
 }
 
 // DefaultRoutes returns the default routes of every table, IPv4 and IPv6.
 func (s *State) DefaultRoutes() []Route {
-	return slices.DeleteFunc(s.Routes(), func(r Route) bool { return !r.Default() })
+	return sortedWhere(s.routes, Route.Default, compareRoutes)
+}
+
+// sortedWhere returns the values of m that keep, sorted: filtering first
+// spares sorting every route of the namespace on each daemon pass.
+func sortedWhere[K comparable, V any](m map[K]V, keep func(V) bool, cmp func(a, b V) int) []V {
+	var out []V
+	for _, v := range m {
+		if keep(v) {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, cmp)
+	return out
 }
 
 // Clone returns an independent copy.
