@@ -426,6 +426,23 @@ func TestNetmonLinksAddrsRoutes(t *testing.T) {
 	})
 	w.settle("after adding default routes", netmonWait)
 
+	// A route whose source is a second address goes with that address,
+	// without RTM_DELROUTE; the first address stays.
+	ns.MustRun("ip", "addr", "add", "10.77.0.2/24", "dev", "nm0")
+	ns.MustRun("ip", "route", "add", "10.98.0.0/16", "via", "10.77.0.254", "src", "10.77.0.2")
+	hasSrcRoute := func(s *netmon.State) bool {
+		for _, r := range s.LinkRoutes(nm0.Index) {
+			if r.Dst.String() == "10.98.0.0/16" && r.Src.String() == "10.77.0.2" {
+				return true
+			}
+		}
+		return false
+	}
+	w.waitState("the route with source 10.77.0.2", hasSrcRoute)
+	ns.MustRun("ip", "addr", "del", "10.77.0.2/24", "dev", "nm0")
+	w.waitState("the route gone with its source", func(s *netmon.State) bool { return !hasSrcRoute(s) })
+	w.settle("after deleting the source address", netmonWait)
+
 	// The one-shot dump agrees with the state built from events.
 	snap, err := netmon.Snapshot(context.Background(), netmon.Config{NetNS: ns.Handle().FD()})
 	if err != nil {

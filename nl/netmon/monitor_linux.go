@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ type Monitor struct {
 	// Only the run goroutine touches these after Start.
 	state    *State // what the consumer has been told
 	sweepDue bool   // routes may have vanished silently: re-read them when idle
+	// goneAddrs are IPv4 addresses deleted since the last look: once the
+	// socket is idle, routes that depended on them and are still in state
+	// (the kernel reports the ones it removes openly) call for a sweep.
+	goneAddrs []Addr
 }
 
 // Start subscribes to the namespace's notifications, dumps its current
@@ -137,7 +142,7 @@ func (m *Monitor) serve(ctx context.Context, sub subscription, fresh *State) err
 			return nil
 		}
 	}
-	m.sweepDue = false
+	m.sweepDue, m.goneAddrs = false, nil
 	err := m.pump(ctx, sub)
 	if ctx.Err() != nil {
 		return nil
@@ -152,15 +157,18 @@ func (m *Monitor) pump(ctx context.Context, sub subscription) error {
 	stop := context.AfterFunc(ctx, sub.wake)
 	defer stop()
 	for {
-		if m.sweepDue {
+		if len(m.goneAddrs) > 0 || m.sweepDue {
 			busy, err := sub.pending()
 			if err != nil {
 				return lostNotifications(err)
 			}
 			if !busy {
-				if err := m.sweep(ctx); err != nil {
-					return err
+				if m.sweepDue || m.orphanedRoutes() {
+					if err := m.sweep(ctx); err != nil {
+						return err
+					}
 				}
+				m.goneAddrs = m.goneAddrs[:0]
 				continue
 			}
 		}
@@ -247,11 +255,29 @@ func (m *Monitor) handleLink(ctx context.Context, ev LinkEvent) error {
 func (m *Monitor) handleAddr(ctx context.Context, ev AddrEvent) error {
 	changed, err := m.emitChange(ctx, ev)
 	if changed && ev.Op == OpDel && ev.Addr.Prefix.Addr().Is4() {
-		// Routes with this source, or all IPv4 routes of the link when it
-		// was its last address, vanish silently.
-		m.sweepDue = true
+		m.goneAddrs = append(m.goneAddrs, ev.Addr)
 	}
 	return err
+}
+
+// orphanedRoutes reports whether a route in state may have gone with a
+// deleted IPv4 address without a notification: the kernel flushes
+// routes whose source is the address, and every IPv4 route of a link
+// that lost its last IPv4 address, silently. Routes it removes with a
+// notification (the address's own prefix route) are already gone from
+// state by the time the socket is idle, so a lone address change costs
+// no route dump.
+func (m *Monitor) orphanedRoutes() bool {
+	for _, a := range m.goneAddrs {
+		ip := a.Prefix.Addr()
+		lastV4 := !slices.ContainsFunc(m.state.LinkAddrs(a.LinkIndex), func(x Addr) bool { return x.Prefix.Addr().Is4() })
+		for _, r := range m.state.routes {
+			if r.Src == ip || (lastV4 && r.LinkIndex == a.LinkIndex && r.Dst.Addr().Is4()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sweep re-reads the routes and reports the difference. A failed dump is

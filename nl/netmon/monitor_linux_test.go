@@ -416,6 +416,53 @@ func TestMonitorLinkDownSweep(t *testing.T) {
 	}
 }
 
+// An IPv4 address deletion costs a route dump only when a route still in
+// state may have gone with it silently: one using it as source, or any
+// IPv4 route of a link that lost its last IPv4 address.
+func TestMonitorAddrDeletionSweep(t *testing.T) {
+	k := newFakeKernel()
+	va := veth(2, "va", true)
+	a, b, c := permanentAddr(2, "10.0.0.1/24"), permanentAddr(2, "10.0.0.2/24"), permanentAddr(2, "10.0.0.3/24")
+	connected := Route{Dst: netip.MustParsePrefix("10.0.0.0/24"), Src: a.Prefix.Addr(), LinkIndex: 2, Table: unix.RT_TABLE_MAIN,
+		Protocol: unix.RTPROT_KERNEL, Scope: ScopeLink}
+	viaB := defaultRoute(2, "10.0.0.254")
+	viaB.Src = b.Prefix.Addr()
+	k.set([]Link{va}, []Addr{a, b, c}, []Route{connected, viaB})
+	m, _ := startFake(t, k)
+	expect(t, m, LinkEvent{OpNew, va}, AddrEvent{OpNew, a}, AddrEvent{OpNew, b}, AddrEvent{OpNew, c},
+		RouteEvent{OpNew, viaB}, RouteEvent{OpNew, connected}, Synced{})
+	s := k.sub(t, 0)
+	dumps := func() int {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.routeDumps
+	}
+
+	// c is nobody's source: no dump.
+	k.set([]Link{va}, []Addr{a, b}, []Route{connected, viaB})
+	s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(c)))
+	expect(t, m, AddrEvent{OpDel, c})
+	// a's connected route goes with a notification, before the socket is
+	// idle: no dump either.
+	k.set([]Link{va}, []Addr{b}, []Route{viaB})
+	s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(a)), nlmsg(unix.RTM_DELROUTE, 0, encodeRoute(connected)))
+	expect(t, m, AddrEvent{OpDel, a}, RouteEvent{OpDel, connected})
+	// An event after them proves the monitor went idle in between.
+	s.send(t, nlmsg(unix.RTM_NEWADDR, 0, encodeAddr(c)))
+	expect(t, m, AddrEvent{OpNew, c})
+	if n := dumps(); n != 1 {
+		t.Fatalf("%d route dumps, want only the initial one", n)
+	}
+
+	// b is viaB's source: the kernel drops viaB silently, the sweep sees it.
+	k.set([]Link{va}, []Addr{c}, nil)
+	s.send(t, nlmsg(unix.RTM_DELADDR, 0, encodeAddr(b)))
+	expect(t, m, AddrEvent{OpDel, b}, RouteEvent{OpDel, viaB})
+	if n := dumps(); n != 2 {
+		t.Errorf("%d route dumps, want 2", n)
+	}
+}
+
 func TestMonitorResync(t *testing.T) {
 	tests := []struct {
 		name string
