@@ -170,7 +170,10 @@ func (r *Reconciler) reconcile(n Network, p *policy.Policy, fresh bool) (Result,
 	failedDel := r.deleteAll(d.deletes, &res)
 	r.setFlagsAll(d.flags, &res)
 	replaced := r.addAll(d.adds, eps, failedDel, &res)
-	if fresh || !r.limitsOK || !sameLimits(res.Plan.Limits, r.wantLimits) {
+	// Limits rise at once, so that new endpoints are used, but fall only
+	// at a full pass: a higher limit than needed costs nothing for a while,
+	// and an address that comes and goes does not rewrite them each time.
+	if fresh || !r.limitsOK || raisesLimits(res.Plan.Limits, r.wantLimits) {
 		r.reconcileLimits(res.Plan.Limits, &res)
 		r.wantLimits, r.limitsOK = res.Plan.Limits, !limitsFailed(&res)
 	}
@@ -204,9 +207,11 @@ func tableAfter(before []mptcp.Endpoint, res *Result) []mptcp.Endpoint {
 	return append(after, res.Added...)
 }
 
-func sameLimits(a, b mptcp.Limits) bool {
-	eq := func(x, y *uint32) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
-	return eq(a.Subflows, b.Subflows) && eq(a.AddAddrAccepted, b.AddAddrAccepted)
+// raisesLimits reports whether want manages a limit that last did not, or
+// wants one higher than last.
+func raisesLimits(want, last mptcp.Limits) bool {
+	up := func(w, l *uint32) bool { return w != nil && (l == nil || *w > *l) }
+	return up(want.Subflows, last.Subflows) || up(want.AddAddrAccepted, last.AddAddrAccepted)
 }
 
 func limitsFailed(res *Result) bool {

@@ -790,3 +790,37 @@ func TestReconcileCached(t *testing.T) {
 		t.Errorf("full pass after a foreign delete wrote %v, want the endpoint re-added", ops)
 	}
 }
+
+// Event passes raise auto limits at once and leave lowering them to the
+// next full pass.
+func TestReconcileCachedLimitsRiseAtOnce(t *testing.T) {
+	p := testPolicy()
+	p.Settings.AddAddrAccepted = policy.Limit{Mode: policy.LimitAuto}
+	g := newRig(t)
+	cached := func(n Network) {
+		t.Helper()
+		if _, err := g.r.ReconcileCached(n, p); err != nil {
+			t.Fatalf("ReconcileCached: %v", err)
+		}
+	}
+	full := testNetwork()
+	cached(full)
+	g.wantOps(
+		"ADD_ADDR 192.0.2.10 id 1 subflow ifindex 2: ok",
+		"ADD_ADDR 2001:db8::10 id 2 subflow ifindex 2: ok",
+		"ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok",
+		"SET_LIMITS add_addr_accepted 3: ok",
+	)
+	less := testNetwork()
+	less.Links[2].Usable = false
+	cached(less)
+	g.wantOps("DEL_ADDR 198.51.100.20 id 3: ok")
+	cached(full)
+	g.wantOps("ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok")
+	cached(less)
+	g.wantOps("DEL_ADDR 198.51.100.20 id 3: ok")
+	g.reconcile(less, p)
+	g.wantOps("SET_LIMITS add_addr_accepted 2: ok")
+	cached(full)
+	g.wantOps("ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok", "SET_LIMITS add_addr_accepted 3: ok")
+}
