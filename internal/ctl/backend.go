@@ -26,6 +26,15 @@ type PathManager interface {
 	SetEndpointFlags(e mptcp.Endpoint) error
 	Limits() (mptcp.Limits, error)
 	SetLimits(l mptcp.Limits) error
+
+	// The userspace path manager's commands on one connection.
+	Announce(token mptcp.Token, e mptcp.Endpoint) error
+	Remove(token mptcp.Token, id mptcp.ID) error
+	CreateSubflow(token mptcp.Token, local mptcp.Endpoint, remote netip.AddrPort) error
+	DestroySubflow(token mptcp.Token, local, remote netip.AddrPort) error
+	SetSubflowBackup(token mptcp.Token, local, remote netip.AddrPort, backup bool) error
+	ConnectionEndpoints(token mptcp.Token) ([]mptcp.Endpoint, error)
+
 	Close() error
 }
 

@@ -89,6 +89,7 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl policy show [ --policy FILE ] [ --config FILE ]
        mptcpctl policy explain [ --policy FILE ] [ --config FILE ]
        mptcpctl connections [ -a | --all ]
+` + userspaceUsage + `
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
 CHANGE-OPT := [ backup | nobackup | fullmesh | nofullmesh ]
@@ -99,7 +100,9 @@ const rootLong = `mptcpctl configures the kernel's MPTCP path manager: endpoints
 and the event monitor, in a network namespace of choice. Its policy
 commands, which ip lacks, check and show mptcpd-go's policy and explain
 what it makes of the namespace's addresses ("mptcpctl policy --help");
-"connections" lists the MPTCP connections and their subflows.
+"connections" lists the MPTCP connections and their subflows;
+"userspace" drives the userspace path manager by hand, connection by
+connection ("mptcpctl userspace --help").
 
 It takes the grammar of "ip mptcp" (iproute2 6.1) and prints the same
 text, byte for byte, so scripts written for ip work unchanged. Keywords may
@@ -206,6 +209,7 @@ func (r *runner) topVerbs(root *cobra.Command) []verb {
 		// commands' flags.
 		{"policy", func(args []string) error { return r.execute(append([]string{"policy"}, args...)) }},
 		{"connections", func(args []string) error { return r.execute(append([]string{"connections"}, args...)) }},
+		{"userspace", r.userspace},
 	}
 }
 
@@ -259,24 +263,33 @@ func (r *runner) withPathManager(fn func(PathManager, Backend) error) error {
 	return fn(pm, b)
 }
 
-// endpointModify parses the arguments of op (resolving "dev" names in the
-// namespace) and only then sends the request, so that a bad word sends
-// nothing.
-func (r *runner) endpointModify(op endpointOp, args []string, send func(PathManager, endpointArgs) error) error {
+// sendParsed runs parse (which resolves "dev" names in the namespace)
+// and only then send, so that a bad word sends nothing.
+func (r *runner) sendParsed(parse func(LinkIndexer) error, send func(PathManager) error) error {
 	b, err := r.open()
 	if err != nil {
 		return err
 	}
-	a, err := parseEndpointArgs(op, args, b)
-	if err != nil {
+	if err := parse(b); err != nil {
 		return err
 	}
 	return r.withPathManager(func(pm PathManager, _ Backend) error {
-		if err := send(pm, a); err != nil {
+		if err := send(pm); err != nil {
 			return kernelError(err)
 		}
 		return nil
 	})
+}
+
+// endpointModify parses the arguments of op and sends the request.
+func (r *runner) endpointModify(op endpointOp, args []string, send func(PathManager, endpointArgs) error) error {
+	var a endpointArgs
+	return r.sendParsed(
+		func(links LinkIndexer) (err error) {
+			a, err = parseEndpointArgs(op, args, links)
+			return err
+		},
+		func(pm PathManager) error { return send(pm, a) })
 }
 
 func (r *runner) endpointAdd(args []string) error {
@@ -471,18 +484,7 @@ func (r *runner) rootCommand() *cobra.Command {
 	pf.BoolVarP(&r.json, "json", "j", r.json, "print JSON")
 	pf.BoolVarP(&r.pretty, "pretty", "p", r.pretty, "indent JSON output")
 
-	leaf := func(use, short string, run func([]string) error, words ...string) *cobra.Command {
-		c := &cobra.Command{
-			Use:   use,
-			Short: short,
-			Args:  cobra.ArbitraryArgs,
-			RunE:  func(_ *cobra.Command, args []string) error { return run(args) },
-		}
-		c.ValidArgsFunction = r.completeKeywords(words)
-		c.Flags().SetInterspersed(false)
-		return c
-	}
-
+	leaf := r.leaf
 	endpoint := leaf("endpoint [add|change|delete|show|flush] ...", "Manage the path manager's endpoints (default: show)", r.endpoint)
 	endpoint.Aliases = []string{"e", "endp"}
 	endpoint.ValidArgsFunction = cobra.NoFileCompletions
@@ -510,21 +512,39 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	monitor := leaf("monitor", "Print MPTCP events as they happen", r.monitor)
 
-	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand())
+	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand(), r.userspaceCommand())
 	root.Flags().SetInterspersed(false)
 	return root
 }
 
+// leaf is a command whose words after its name are keyword arguments,
+// completed from words.
+func (r *runner) leaf(use, short string, run func([]string) error, words ...string) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  func(_ *cobra.Command, args []string) error { return run(args) },
+	}
+	c.ValidArgsFunction = r.completeKeywords(words)
+	c.Flags().SetInterspersed(false)
+	return c
+}
+
 // completeKeywords completes the keywords of a leaf command, and after
-// "dev" the link names of the namespace; values of id, port and the limits
-// are left to the user.
+// "dev" the link names of the namespace, after "token" the tokens of its
+// connections; values of id, port, addresses and the limits are left to
+// the user.
 func (r *runner) completeKeywords(words []string) cobra.CompletionFunc {
 	return func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if n := len(args); n > 0 {
 			switch prev := args[n-1]; {
 			case prev == "dev":
 				return r.completeLinks(toComplete), cobra.ShellCompDirectiveNoFileComp
-			case prev == "id" || prev == "port" || prev == "subflows" || prev == "add_addr_accepted":
+			case prev == "token":
+				return r.completeTokens(toComplete), cobra.ShellCompDirectiveNoFileComp
+			case prev == "id" || prev == "port" || prev == "subflows" || prev == "add_addr_accepted" ||
+				prev == "local" || prev == "remote":
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 		}

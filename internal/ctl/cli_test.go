@@ -118,6 +118,36 @@ func (p *fakePM) SetLimits(l mptcp.Limits) error {
 	return p.b.reqErr
 }
 
+func (p *fakePM) Announce(token mptcp.Token, e mptcp.Endpoint) error {
+	p.b.record("Announce %v %+v", token, e)
+	return p.b.reqErr
+}
+
+func (p *fakePM) Remove(token mptcp.Token, id mptcp.ID) error {
+	p.b.record("Remove %v %d", token, id)
+	return p.b.reqErr
+}
+
+func (p *fakePM) CreateSubflow(token mptcp.Token, local mptcp.Endpoint, remote netip.AddrPort) error {
+	p.b.record("CreateSubflow %v %+v %v", token, local, remote)
+	return p.b.reqErr
+}
+
+func (p *fakePM) DestroySubflow(token mptcp.Token, local, remote netip.AddrPort) error {
+	p.b.record("DestroySubflow %v %v %v", token, local, remote)
+	return p.b.reqErr
+}
+
+func (p *fakePM) SetSubflowBackup(token mptcp.Token, local, remote netip.AddrPort, backup bool) error {
+	p.b.record("SetSubflowBackup %v %v %v %v", token, local, remote, backup)
+	return p.b.reqErr
+}
+
+func (p *fakePM) ConnectionEndpoints(token mptcp.Token) ([]mptcp.Endpoint, error) {
+	p.b.record("ConnectionEndpoints %v", token)
+	return p.b.endpoints, p.b.reqErr
+}
+
 func (p *fakePM) Close() error {
 	p.b.record("close")
 	return nil
@@ -501,22 +531,28 @@ func TestCompletion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
-			args := strings.Fields(tt.line)
-			if strings.HasSuffix(tt.line, " ") {
-				args = append(args, "")
-			}
-			var o bytes.Buffer
-			b := testBackend()
-			Main(args, Env{Stdout: &o, Stderr: io.Discard, Open: func(string) (Backend, error) { return b, nil }})
-			var got []string
-			for _, l := range strings.Split(strings.TrimSpace(o.String()), "\n") {
-				if l != "" && !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "Completion") {
-					got = append(got, strings.SplitN(l, "\t", 2)[0])
-				}
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, complete(t, testBackend(), tt.line)); diff != "" {
 				t.Errorf("unexpected completions (-want +got):\n%s", diff)
 			}
 		})
 	}
+}
+
+// complete runs cobra's completion request line (a trailing blank asks
+// for a new word) and returns the words offered.
+func complete(t *testing.T, b Backend, line string) []string {
+	t.Helper()
+	args := strings.Fields(line)
+	if strings.HasSuffix(line, " ") {
+		args = append(args, "")
+	}
+	var o bytes.Buffer
+	Main(args, Env{Stdout: &o, Stderr: io.Discard, Open: func(string) (Backend, error) { return b, nil }})
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(o.String()), "\n") {
+		if l != "" && !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "Completion") {
+			got = append(got, strings.SplitN(l, "\t", 2)[0])
+		}
+	}
+	return got
 }

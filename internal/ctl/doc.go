@@ -2,6 +2,7 @@
 // iproute2's `ip mptcp` over the nl/mptcp client, as a cobra command tree
 // whose keyword arguments, text and JSON output are testable without root,
 // and its own commands: policy, which checks, shows and explains
-// mptcpd-go's policy for a namespace, and connections, which lists the
-// kernel's MPTCP connections and their subflows.
+// mptcpd-go's policy for a namespace, connections, which lists the
+// kernel's MPTCP connections and their subflows, and userspace, which
+// sends the userspace path manager's commands by hand.
 package ctl

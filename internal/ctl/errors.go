@@ -12,7 +12,8 @@ import (
 // same situation, so that scripts written for ip keep working.
 const (
 	ExitOK = 0
-	// ExitFailure: a word is not an address (ip's get_addr), or MPTCP or
+	// ExitFailure: a word of an endpoint command is not an address (ip's
+	// get_addr; the userspace commands call that a usage error), or MPTCP or
 	// netlink is not available; for the policy commands, a file cannot be
 	// read or is invalid.
 	ExitFailure = 1
@@ -34,8 +35,9 @@ const exitCodesHelp = `Exit status (as ip mptcp):
        a file cannot be read or is invalid (every error is printed)
   2    the kernel refused the request (its message is printed)
   254  the event stream failed (monitor)
-  255  usage error (unknown command, bad or missing argument), the
-       namespace cannot be opened, events cannot be subscribed to`
+  255  usage error (unknown command, bad or missing argument; for the
+       userspace commands a bad address too), the namespace cannot be
+       opened, events cannot be subscribed to`
 
 // ExitError is an error with the exit status it must produce. Its message is
 // printed on stderr as is.

@@ -85,6 +85,57 @@ func (c *argCursor) value() (string, error) {
 	return c.args[c.i], nil
 }
 
+// idValue reads the value of an "id" keyword (ip's get_u8).
+func idValue(c *argCursor) (mptcp.ID, error) {
+	v, err := c.value()
+	if err != nil {
+		return 0, err
+	}
+	id, ok := getUnsigned(v, 0xff)
+	if !ok {
+		return 0, invalidArgError("invalid ID", v)
+	}
+	return mptcp.ID(id), nil
+}
+
+// portValue reads the value of a "port" keyword (ip's get_u16).
+func portValue(c *argCursor) (uint16, error) {
+	v, err := c.value()
+	if err != nil {
+		return 0, err
+	}
+	port, ok := getUnsigned(v, 0xffff)
+	if !ok {
+		return 0, invalidArgError("expected port", v)
+	}
+	return uint16(port), nil
+}
+
+// devValue reads the value of a "dev" keyword and resolves it in the
+// namespace (ip's ll_name_to_index, "if%u" as a last resort). links may be
+// nil when no name needs resolving; a name then fails.
+func devValue(c *argCursor, links LinkIndexer) (int, error) {
+	v, err := c.value()
+	if err != nil {
+		return 0, err
+	}
+	if !checkIfname(v) {
+		return 0, invalidArgError("invalid interface name", v)
+	}
+	idx := 0
+	if links != nil {
+		idx = links.LinkIndex(v)
+	}
+	if idx == 0 {
+		// The kernel stores IF_IDX as s32; ip sends the u32 as is.
+		idx = int(int32(ifIndexFromName(v)))
+	}
+	if idx == 0 {
+		return 0, invalidArgError("device does not exist", v)
+	}
+	return idx, nil
+}
+
 // parseEndpointArgs parses `endpoint add|change|delete|show` arguments with
 // ip 6.1's rules (ip/ipmptcp.c mptcp_parse_opt): flag words exactly, then
 // the keywords id, dev, port by prefix ("i", "d", "p" ...), then any other
@@ -107,45 +158,23 @@ func parseEndpointArgs(op endpointOp, args []string, links LinkIndexer) (endpoin
 		}
 		switch {
 		case matches(w, "id"):
-			v, err := c.value()
+			id, err := idValue(c)
 			if err != nil {
 				return a, err
 			}
-			id, ok := getUnsigned(v, 0xff)
-			if !ok {
-				return a, invalidArgError("invalid ID", v)
-			}
-			a.ID, a.IDSet = mptcp.ID(id), true
+			a.ID, a.IDSet = id, true
 		case matches(w, "dev"):
-			v, err := c.value()
+			idx, err := devValue(c, links)
 			if err != nil {
 				return a, err
-			}
-			if !checkIfname(v) {
-				return a, invalidArgError("invalid interface name", v)
-			}
-			idx := 0
-			if links != nil {
-				idx = links.LinkIndex(v)
-			}
-			if idx == 0 {
-				// The kernel stores IF_IDX as s32; ip sends the u32 as is.
-				idx = int(int32(ifIndexFromName(v)))
-			}
-			if idx == 0 {
-				return a, invalidArgError("device does not exist", v)
 			}
 			a.IfIndex = idx
 		case matches(w, "port"):
-			v, err := c.value()
+			port, err := portValue(c)
 			if err != nil {
 				return a, err
 			}
-			port, ok := getUnsigned(v, 0xffff)
-			if !ok {
-				return a, invalidArgError("expected port", v)
-			}
-			a.Port = uint16(port)
+			a.Port = port
 		default:
 			addr, kind := parseAddress(w)
 			switch kind {

@@ -212,6 +212,8 @@ func FuzzParseArgs(f *testing.F) {
 		"10.0.0.1 dev eth0 id 7 port 6000 signal backup",
 		"id 0 ::1", "i", "d if9", "p 0x", "subflows 3 add_addr_accepted 4", "id 3 id",
 		"fullmesh signal", "s 1 a", "dev  ", "any",
+		"token 7ab06eec local 10.0.2.2 id 2 dev eth0 remote 10.0.1.1 port 5000 backup",
+		"l 10.0.2.2 p 1 r ::1 p 2 t 0x1", "10.0.2.2 i 1 t ffffffff", "t", "port 1 local",
 	} {
 		f.Add(s)
 	}
@@ -223,6 +225,14 @@ func FuzzParseArgs(f *testing.F) {
 		}
 		_, err := parseLimits(args)
 		checkFuzzErr(t, line, err)
+		for op := usAnnounce; op <= usEndpoints; op++ {
+			a, err := parseUserspaceArgs(op, args, testLinks)
+			checkFuzzErr(t, line, err)
+			// What parses is complete enough to send.
+			if err == nil && (!a.TokenSet || (op != usRemove && op != usEndpoints && !a.Local.Addr.IsValid())) {
+				t.Fatalf("parsing %q as %s: incomplete arguments %+v accepted", line, userspaceGrammars[op].name, a)
+			}
+		}
 	})
 }
 
