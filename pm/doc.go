@@ -10,6 +10,13 @@
 // never touching endpoints it does not own. Ownership survives restarts
 // in a Store, written ahead of every endpoint the daemon creates.
 //
+// In the kernel's userspace path-manager mode, the subflows of each
+// connection are decided by a Plugin instead: plugins register by name
+// (Register, from their package's init; pm/plugins/all imports them all),
+// receive callbacks modelled on Intel mptcpd's plugin operations, see the
+// policy's usable local addresses, and act through Commands. Package
+// pm/userspace runs them over the kernel's events.
+//
 // Nothing here speaks netlink: the kernel is reached through the Kernel
 // interface, which *mptcp.Client satisfies and nl/mptcptest fakes.
 package pm
