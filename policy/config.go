@@ -41,6 +41,10 @@ type Config struct {
 	StateDir       string        // default /run/mptcpd-go
 	RemoveOnExit   bool          // delete the endpoints the daemon made when it stops
 	ResyncInterval time.Duration // full re-read of the kernel's state; default 30s, at least 1s
+	// SetPathManager makes the daemon set net.mptcp.path_manager to its
+	// mode at start (kernel for addr_adv, userspace for a plugin) instead
+	// of only warning when they disagree.
+	SetPathManager bool
 
 	Set Key // bitmask of the keys given explicitly
 }
@@ -59,6 +63,7 @@ const (
 	KeyStateDir
 	KeyRemoveOnExit
 	KeyResyncInterval
+	KeySetPathManager
 )
 
 type configKey struct {
@@ -92,6 +97,10 @@ var configKeys = []configKey{
 	{KeyStateDir, "state-dir", func(c *Config, v string) *Error { return setAbsPath(&c.StateDir, v) }},
 	{KeyRemoveOnExit, "remove-on-exit", func(c *Config, v string) (e *Error) {
 		c.RemoveOnExit, e = parseBool(v)
+		return e
+	}},
+	{KeySetPathManager, "set-path-manager", func(c *Config, v string) (e *Error) {
+		c.SetPathManager, e = parseBool(v)
 		return e
 	}},
 	{KeyResyncInterval, "resync-interval", func(c *Config, v string) *Error {

@@ -32,15 +32,17 @@ func TestParseConfig(t *testing.T) {
 			name: "every key",
 			in: "# comment\n\n[core]\n  log = journal  \nplugin-dir=/usr/lib/mptcpd\npath-manager=sspi\r\n" +
 				"addr-flags=subflow, backup\nnotify-flags=existing,check_route\nload-plugins=addr_adv,,sspi\n" +
-				"policy-file=/etc/mptcpd//policy\nstate-dir=/var/lib/m\nremove-on-exit=true\nresync-interval=1m30s\n",
+				"policy-file=/etc/mptcpd//policy\nstate-dir=/var/lib/m\nremove-on-exit=true\nresync-interval=1m30s\n" +
+				"set-path-manager=yes\n",
 			want: with(func(c *Config) {
 				c.Log, c.PluginDir, c.PathManager = "journal", "/usr/lib/mptcpd", "sspi"
 				c.AddrFlags = mptcp.FlagSubflow | mptcp.FlagBackup
 				c.NotifyFlags = NotifyExisting | NotifyCheckRoute
 				c.LoadPlugins = []string{"addr_adv", "sspi"}
 				c.PolicyFile, c.StateDir, c.RemoveOnExit, c.ResyncInterval = "/etc/mptcpd/policy", "/var/lib/m", true, 90*time.Second
+				c.SetPathManager = true
 				c.Set = KeyLog | KeyPluginDir | KeyPathManager | KeyAddrFlags | KeyNotifyFlags | KeyLoadPlugins |
-					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval
+					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval | KeySetPathManager
 			}),
 		},
 		{

@@ -61,8 +61,8 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
 	var (
-		help, usage, showVersion bool
-		removeOnExit             bool
+		help, usage, showVersion     bool
+		removeOnExit, setPathManager bool
 	)
 	// Intel mptcpd's flags, same names and meaning.
 	fs.StringVar(&opts.AddrFlags, "addr-flags", "", "endpoint flags for addresses the policy does not set, e.g. --addr-flags=subflow")
@@ -80,6 +80,7 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 	fs.StringVar(&opts.PolicyPath, "policy", "", "per-interface policy file (default: mptcpd.conf's policy-file, else "+daemon.DefaultPolicyPath+" if it exists, else the built-in laptop policy)")
 	fs.StringVar(&opts.StateDir, "state-dir", "", "where endpoint ownership is remembered (default /run/mptcpd-go)")
 	fs.BoolVar(&removeOnExit, "remove-on-exit", false, "remove the endpoints this daemon owns when it stops")
+	fs.BoolVar(&setPathManager, "set-path-manager", false, "set net.mptcp.path_manager to the mode (kernel, or userspace with a plugin) at start")
 	fs.DurationVar(&opts.ResyncInterval, "resync-interval", 0, "period of the safety check of the endpoint table (default 30s)")
 	fs.IntVar(&opts.ReceiveBuffer, "netlink-rcvbuf", 0, "rtnetlink receive buffer in bytes (testing: a tiny one forces lost events)")
 	_ = fs.MarkHidden("netlink-rcvbuf")
@@ -94,7 +95,7 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 		fmt.Fprintf(stdout, "Usage: mptcpd [OPTION...]\nStart the Multipath TCP path manager daemon.\n\n%s", fs.FlagUsages())
 		return opts, true, nil
 	case usage:
-		fmt.Fprintln(stdout, "Usage: mptcpd [-d?V] [--addr-flags=FLAGS] [--debug] [--load-plugins=PLUGINS] [--log=DEST] [--notify-flags=FLAGS] [--path-manager=PLUGIN] [--plugin-dir=DIR] [--config=FILE] [--policy=FILE] [--state-dir=DIR] [--remove-on-exit] [--resync-interval=DURATION] [--help] [--usage] [--version]")
+		fmt.Fprintln(stdout, "Usage: mptcpd [-d?V] [--addr-flags=FLAGS] [--debug] [--load-plugins=PLUGINS] [--log=DEST] [--notify-flags=FLAGS] [--path-manager=PLUGIN] [--plugin-dir=DIR] [--config=FILE] [--policy=FILE] [--state-dir=DIR] [--remove-on-exit] [--set-path-manager] [--resync-interval=DURATION] [--help] [--usage] [--version]")
 		return opts, true, nil
 	case showVersion:
 		fmt.Fprintln(stdout, "mptcpd (mptcpd-go)", version)
@@ -102,6 +103,9 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 	}
 	if fs.Changed("remove-on-exit") {
 		opts.RemoveOnExit = &removeOnExit
+	}
+	if fs.Changed("set-path-manager") {
+		opts.SetPathManager = &setPathManager
 	}
 	if fs.Changed("resync-interval") && opts.ResyncInterval <= 0 {
 		return opts, false, errors.New("--resync-interval must be positive")

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/mptcpd-go/mptcpd/pm"
+	// The built-in userspace path-manager plugins.
+	_ "github.com/mptcpd-go/mptcpd/pm/plugins/all"
 	"github.com/mptcpd-go/mptcpd/policy"
 )
 
@@ -37,6 +41,7 @@ type Options struct {
 	PolicyPath     string
 	StateDir       string
 	RemoveOnExit   *bool
+	SetPathManager *bool
 	ResyncInterval time.Duration
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
@@ -77,13 +82,13 @@ func loadSettings(opts Options) (*settings, error) {
 			conf.PolicyFile = DefaultPolicyPath
 		}
 	}
-	if !conf.InKernelPM() {
-		return nil, fmt.Errorf("path-manager=%s selects the userspace path manager, which this mptcpd-go build does not provide yet; use path-manager=addr_adv (in-kernel endpoints)", conf.PathManager)
+	if err := checkPlugins(conf); err != nil {
+		return nil, err
 	}
 	if conf.Set&policy.KeyPluginDir != 0 {
 		s.warnings = append(s.warnings, "plugin-dir is ignored: mptcpd-go's plugins are built in")
 	}
-	if len(conf.LoadPlugins) > 0 {
+	if len(conf.LoadPlugins) > 0 && conf.InKernelPM() {
 		s.warnings = append(s.warnings, fmt.Sprintf("load-plugins=%s is ignored in the in-kernel mode (path-manager=addr_adv)", strings.Join(conf.LoadPlugins, ",")))
 	}
 	if conf.Set&policy.KeyNotifyFlags != 0 && conf.NotifyFlags&policy.NotifyExisting == 0 {
@@ -97,6 +102,28 @@ func loadSettings(opts Options) (*settings, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkPlugins checks that path-manager names addr_adv or a built-in
+// plugin, and that load-plugins, when given, names known ones including
+// it: as with Intel's mptcpd, only the listed plugins are loaded.
+func checkPlugins(conf *policy.Config) error {
+	known := append([]string{"addr_adv"}, pm.Plugins()...)
+	var errs []error
+	for _, name := range conf.LoadPlugins {
+		if !slices.Contains(known, name) {
+			errs = append(errs, fmt.Errorf("load-plugins: unknown plugin %q (known: %s)", name, strings.Join(known, ", ")))
+		}
+	}
+	if !conf.InKernelPM() {
+		switch {
+		case !slices.Contains(known, conf.PathManager):
+			errs = append(errs, fmt.Errorf("path-manager=%s: unknown plugin (known: %s)", conf.PathManager, strings.Join(known, ", ")))
+		case len(conf.LoadPlugins) > 0 && !slices.Contains(conf.LoadPlugins, conf.PathManager):
+			errs = append(errs, fmt.Errorf("path-manager=%s is not among load-plugins=%s", conf.PathManager, strings.Join(conf.LoadPlugins, ",")))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // applyFlags overrides conf's keys with the flags given on the command
@@ -138,6 +165,9 @@ func applyFlags(conf *policy.Config, opts Options) error {
 	}
 	if opts.RemoveOnExit != nil {
 		conf.RemoveOnExit, conf.Set = *opts.RemoveOnExit, conf.Set|policy.KeyRemoveOnExit
+	}
+	if opts.SetPathManager != nil {
+		conf.SetPathManager, conf.Set = *opts.SetPathManager, conf.Set|policy.KeySetPathManager
 	}
 	if opts.ResyncInterval != 0 {
 		if opts.ResyncInterval < time.Second {

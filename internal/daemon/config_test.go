@@ -60,7 +60,9 @@ func TestLoadSettingsErrors(t *testing.T) {
 		want string
 	}{
 		{"bad policy", Options{ConfigPath: missing, PolicyPath: bad}, bad + ":2"},
-		{"userspace plugin", Options{ConfigPath: missing, PathManager: "sspi"}, "path-manager=sspi"},
+		{"unknown plugin", Options{ConfigPath: missing, PathManager: "spsi"}, "path-manager=spsi: unknown plugin (known: addr_adv, "},
+		{"plugin not loaded", Options{ConfigPath: missing, PathManager: "sspi", LoadPlugins: "fullmesh"}, "path-manager=sspi is not among load-plugins=fullmesh"},
+		{"unknown loaded plugin", Options{ConfigPath: missing, PathManager: "sspi", LoadPlugins: "sspi,turbo"}, `load-plugins: unknown plugin "turbo"`},
 		{"bad flags", Options{ConfigPath: missing, AddrFlags: "subflow,turbo"}, "--addr-flags"},
 		{"bad notify flags", Options{ConfigPath: missing, NotifyFlags: "everything"}, "--notify-flags"},
 		{"bad log", Options{ConfigPath: missing, Log: "file"}, "--log=file"},

@@ -17,6 +17,7 @@ import (
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/pm"
+	"github.com/mptcpd-go/mptcpd/policy"
 )
 
 // Run is the daemon: it checks the system, then keeps the kernel's
@@ -44,8 +45,8 @@ func Run(ctx context.Context, opts Options) error {
 	if err := mptcp.CheckEnabled(nil); err != nil {
 		return err
 	}
-	if name, err := mptcp.PathManager(nil); err == nil && name != "kernel" {
-		log.Warn("the namespace's path manager is not the in-kernel one: the endpoints mptcpd programs apply to connections only with net.mptcp.path_manager=kernel", "path_manager", name)
+	if err := checkPathManager(s.conf, log); err != nil {
+		return err
 	}
 	if ownNS, err := os.Readlink("/proc/thread-self/ns/net"); err == nil {
 		if w := networkManagerWarning(networkManagers("/proc", ownNS)); w != "" {
@@ -58,28 +59,36 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer client.Close()
-	statePath, err := pm.StatePath(s.conf.StateDir)
+	e := &engine{
+		log:    log,
+		state:  netmon.NewState(),
+		notify: func(state string) { _, _ = sddaemon.SdNotify(false, state) },
+	}
+	started := []any{"version", opts.Version, "config", s.conf.Source, "policy", s.policy.Source}
+	if s.conf.InKernelPM() {
+		store, err := openStore(s.conf.StateDir, log)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		e.rec = pm.NewReconciler(client, store, log)
+		started = append(started, "state", store.Path())
+	} else {
+		if e.user, err = startUserspace(client, s.conf, s.policy, log); err != nil {
+			return err
+		}
+		defer func() {
+			if err := e.user.stop(); err != nil {
+				log.Error("userspace path manager", "err", err)
+			}
+		}()
+		started = append(started, "plugin", s.conf.PathManager)
+	}
+	e.routes, err = newRouter(log)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.conf.StateDir, 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	store, err := pm.OpenStore(statePath)
-	switch {
-	case errors.Is(err, pm.ErrCorruptStore):
-		// A damaged record is reported and replaced; the endpoints it
-		// named become foreign until a rule adopts them.
-		log.Error("ownership record unreadable, starting with an empty one", "err", err)
-	case err != nil:
-		return err
-	}
-	defer store.Close()
-	routes, err := newRouter(log)
-	if err != nil {
-		return err
-	}
-	defer routes.Close()
+	defer e.routes.Close()
 
 	// The monitor outlives ctx until the loop has returned: a stop signal
 	// must not look like a dead monitor to a loop that is mid-pass.
@@ -91,21 +100,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer mon.Close()
 
-	e := &engine{
-		log:    log,
-		rec:    pm.NewReconciler(client, store, log),
-		routes: routes,
-		state:  netmon.NewState(),
-		notify: func(state string) { _, _ = sddaemon.SdNotify(false, state) },
-	}
 	e.use(s)
-	log.Info("mptcpd started", "version", opts.Version, "config", s.conf.Source, "policy", s.policy.Source, "state", statePath)
+	log.Info("mptcpd started", started...)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	err = e.loop(ctx, mon.Events(), hup, func() (*settings, error) { return loadSettings(opts) })
-	if s := e.settings; err == nil && s.conf.RemoveOnExit {
+	if s := e.settings; err == nil && s.conf.RemoveOnExit && e.rec != nil {
 		e.removeOwn()
 	}
 	e.notify("STOPPING=1")
@@ -117,7 +119,8 @@ func Run(ctx context.Context, opts Options) error {
 // like, what was last reconciled, and when to look again.
 type engine struct {
 	log      *slog.Logger
-	rec      *pm.Reconciler
+	rec      *pm.Reconciler // the in-kernel mode; nil in the userspace one
+	user     *userspaceMode // the userspace mode; nil in the in-kernel one
 	routes   router
 	state    *netmon.State
 	notify   func(string)
@@ -176,6 +179,8 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			e.force = true
 		case <-hup:
 			e.reload(reload, resync)
+		case err := <-e.user.ended():
+			return fmt.Errorf("userspace path manager: %w", err)
 		}
 		if !e.pass() {
 			continue
@@ -228,6 +233,11 @@ func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) {
 	if s.conf.StateDir != e.settings.conf.StateDir {
 		e.log.Warn("state-dir changes take effect at restart", "state_dir", s.conf.StateDir)
 	}
+	if s.conf.PathManager != e.settings.conf.PathManager {
+		// The other mode (or plugin) needs other sockets and state.
+		e.log.Warn("path-manager changes take effect at restart", "path_manager", s.conf.PathManager)
+		s.conf.PathManager = e.settings.conf.PathManager
+	}
 	resync.Reset(s.conf.ResyncInterval)
 	e.use(s)
 	e.log.Info("configuration reloaded", "config", s.conf.Source, "policy", s.policy.Source)
@@ -245,6 +255,10 @@ func (e *engine) pass() bool {
 	}
 	forced := e.force
 	e.force = false
+	if e.user != nil {
+		e.passUserspace(n, forced)
+		return true
+	}
 	start := time.Now()
 	// A pass for a network event trusts the table the last clean pass
 	// left; forced passes (start, resync, retry, reload) read it again.
@@ -273,17 +287,40 @@ func (e *engine) pass() bool {
 	} else {
 		e.retry = min(max(2*e.retry, firstRetry), maxRetry)
 	}
-	if !e.ready && err == nil {
+	if err == nil {
+		e.readyWith(fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)))
+	}
+	return true
+}
+
+// passUserspace gives the plugin the network and installs the source
+// routes the policy asks for, which subflows from other interfaces need
+// just as much.
+func (e *engine) passUserspace(n pm.Network, forced bool) {
+	e.user.network(n, e.settings.policy)
+	e.last, e.reconciled = n, true
+	plan := pm.Desired(n, e.settings.policy, mptcp.MPTCP_PM_MAX_ADDR_ID)
+	if forced || !reflect.DeepEqual(plan.SourceRoutes, e.routed) {
+		if err := e.routes.Apply(plan.SourceRoutes); err != nil {
+			e.log.Error("source routing", "err", err)
+		} else {
+			e.routed = plan.SourceRoutes
+		}
+	}
+	e.readyWith(e.user.status())
+}
+
+// readyWith sends READY=1 after the first complete pass, and status when
+// it changed: every pass would be a needless datagram to systemd.
+func (e *engine) readyWith(status string) {
+	if !e.ready {
 		e.ready = true
 		e.notify("READY=1")
 	}
-	// Only a changed status is sent: every pass would be a needless
-	// datagram to systemd.
-	if status := fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)); status != e.status {
+	if status != e.status {
 		e.status = status
 		e.notify(status)
 	}
-	return true
 }
 
 // report logs what the reconciler itself does not: endpoints left out for
@@ -317,4 +354,49 @@ func (e *engine) removeOwn() {
 	if err := e.routes.Apply(nil); err != nil {
 		e.log.Error("removing source routes", "err", err)
 	}
+}
+
+// checkPathManager makes sure net.mptcp.path_manager fits the mode: set
+// it when the configuration says so, else warn when it differs.
+func checkPathManager(conf *policy.Config, log *slog.Logger) error {
+	want := "kernel"
+	if !conf.InKernelPM() {
+		want = "userspace"
+	}
+	if conf.SetPathManager {
+		if err := mptcp.SetPathManager(nil, want); err != nil {
+			return err
+		}
+		log.Info("set the namespace's path manager", "path_manager", want)
+		return nil
+	}
+	name, err := mptcp.PathManager(nil)
+	switch {
+	case err != nil:
+		return err
+	case name != want && want == "kernel":
+		log.Warn("the namespace's path manager is not the in-kernel one: the endpoints mptcpd programs apply to connections only with net.mptcp.path_manager=kernel (or set-path-manager=yes)", "path_manager", name)
+	case name != want:
+		log.Warn("the namespace's path manager is not the userspace one: the plugin sees only connections made with net.mptcp.path_manager=userspace (or set-path-manager=yes)", "path_manager", name, "plugin", conf.PathManager)
+	}
+	return nil
+}
+
+// openStore opens the ownership record of the in-kernel mode in dir.
+func openStore(dir string, log *slog.Logger) (*pm.Store, error) {
+	path, err := pm.StatePath(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	store, err := pm.OpenStore(path)
+	if errors.Is(err, pm.ErrCorruptStore) {
+		// A damaged record is reported and replaced; the endpoints it
+		// named become foreign until a rule adopts them.
+		log.Error("ownership record unreadable, starting with an empty one", "err", err)
+		err = nil
+	}
+	return store, err
 }

@@ -90,6 +90,40 @@ func PathManager(cfg *Config) (string, error) {
 	return name, nil
 }
 
+// SetPathManager sets the path manager that new connections in cfg's
+// namespace get: name is "kernel" or "userspace". Kernels before 6.15
+// have only net.mptcp.pm_type (0 or 1), which is written instead.
+// Connections that exist keep theirs.
+func SetPathManager(cfg *Config, name string) error {
+	var fd int
+	if cfg != nil {
+		fd = cfg.NetNS
+	}
+	var pmType string
+	switch name {
+	case "kernel":
+		pmType = "0"
+	case "userspace":
+		pmType = "1"
+	default:
+		return fmt.Errorf("mptcp: unknown path manager %q (want kernel or userspace)", name)
+	}
+	err := netns.DoFD(fd, func() error {
+		err := os.WriteFile(sysctlPathManager, []byte(name), 0)
+		if errors.Is(err, os.ErrNotExist) {
+			err = os.WriteFile(sysctlPMType, []byte(pmType), 0)
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("mptcp: kernel built without MPTCP (CONFIG_MPTCP): %w", ErrNotSupported)
+	case err != nil:
+		return fmt.Errorf("mptcp: setting the path manager sysctl to %s: %w", name, err)
+	}
+	return nil
+}
+
 // pmTypeName maps net.mptcp.pm_type's value onto path_manager's names.
 func pmTypeName(val []byte) (string, error) {
 	switch v := string(bytes.TrimSpace(val)); v {

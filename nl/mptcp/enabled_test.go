@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mptcpd-go/mptcpd/internal/nstest"
 )
 
 func TestParseEnabled(t *testing.T) {
@@ -56,5 +58,26 @@ func TestPathManagerHere(t *testing.T) {
 	}
 	if name == "" {
 		t.Fatal("PathManager returned an empty name")
+	}
+}
+
+// TestSetPathManager switches a fresh namespace's path manager both ways
+// and reads it back; the host's is never touched.
+func TestSetPathManager(t *testing.T) {
+	ns := nstest.New(t)
+	cfg := &Config{NetNS: ns.Handle().FD()}
+	if _, err := PathManager(cfg); errors.Is(err, ErrNotSupported) {
+		t.Skip(err)
+	}
+	for _, name := range []string{"userspace", "kernel"} {
+		if err := SetPathManager(cfg, name); err != nil {
+			t.Fatalf("SetPathManager(%s): %v", name, err)
+		}
+		if got, err := PathManager(cfg); err != nil || got != name {
+			t.Errorf("after SetPathManager(%s): %q, %v", name, got, err)
+		}
+	}
+	if err := SetPathManager(cfg, "fancy"); err == nil || !strings.Contains(err.Error(), `unknown path manager "fancy"`) {
+		t.Errorf("SetPathManager(fancy): %v", err)
 	}
 }

@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
+	"github.com/mptcpd-go/mptcpd/pm"
+	"github.com/mptcpd-go/mptcpd/pm/userspace"
+	"github.com/mptcpd-go/mptcpd/policy"
+)
+
+// userspaceMode runs the plugin that path-manager names over the kernel's
+// userspace path manager. The engine loop feeds it the network after
+// every change; its event loop starts once it has seen the first one, so
+// that the connections already open meet a plugin that knows the usable
+// addresses.
+type userspaceMode struct {
+	eng    *userspace.Engine
+	events *mptcp.EventListener
+	diag   *mptcpdiag.Client
+
+	cancel context.CancelFunc
+	done   chan error // the event loop's result, once started
+}
+
+// startUserspace subscribes to the mptcp_pm events and builds the engine
+// for the plugin conf names.
+func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy, log *slog.Logger) (*userspaceMode, error) {
+	events, err := mptcp.ListenEvents(nil)
+	if err != nil {
+		return nil, fmt.Errorf("userspace path manager: %w", err)
+	}
+	diag, err := mptcpdiag.Dial(nil)
+	if err != nil {
+		events.Close()
+		return nil, fmt.Errorf("userspace path manager: %w", err)
+	}
+	eng, err := userspace.New(userspace.Config{Client: client, Events: events, Lister: diag, Plugin: conf.PathManager, Policy: p, Log: log})
+	if err != nil {
+		events.Close()
+		diag.Close()
+		return nil, err
+	}
+	return &userspaceMode{eng: eng, events: events, diag: diag}, nil
+}
+
+// network hands the engine the current network and policy, and starts
+// its event loop the first time.
+func (u *userspaceMode) network(n pm.Network, p *policy.Policy) {
+	u.eng.SetNetwork(n, p)
+	if u.done != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	u.cancel, u.done = cancel, make(chan error, 1)
+	go func() { u.done <- u.eng.Run(ctx) }()
+}
+
+// ended delivers the event loop's error if it stops by itself (the
+// event stream broke); nil until the loop runs.
+func (u *userspaceMode) ended() <-chan error {
+	if u == nil {
+		return nil
+	}
+	return u.done
+}
+
+// status is the line for systemd.
+func (u *userspaceMode) status() string {
+	st := u.eng.Stats()
+	return fmt.Sprintf("STATUS=userspace plugin %s, %d connections", u.eng.Plugin(), st.Connections)
+}
+
+// stop ends the event loop (Run closes the event socket) and waits.
+func (u *userspaceMode) stop() error {
+	defer u.diag.Close()
+	if u.done == nil {
+		return u.events.Close()
+	}
+	u.cancel()
+	return <-u.done
+}
