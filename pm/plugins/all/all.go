@@ -5,6 +5,8 @@ package all
 
 import (
 	// The built-in plugins, in alphabetical order.
+	_ "github.com/mptcpd-go/mptcpd/pm/plugins/announce"
 	_ "github.com/mptcpd-go/mptcpd/pm/plugins/fullmesh"
+	_ "github.com/mptcpd-go/mptcpd/pm/plugins/roaming"
 	_ "github.com/mptcpd-go/mptcpd/pm/plugins/sspi"
 )

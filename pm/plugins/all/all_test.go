@@ -9,7 +9,7 @@ import (
 
 func TestEveryPluginRegistered(t *testing.T) {
 	got := pm.Plugins()
-	for _, want := range []string{"fullmesh", "sspi"} {
+	for _, want := range []string{"announce", "fullmesh", "roaming", "sspi"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("pm.Plugins() = %v, missing %q", got, want)
 		}

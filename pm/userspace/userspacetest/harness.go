@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +29,9 @@ type Options struct {
 	// ReadBuffer is the event socket's SO_RCVBUF; 0 keeps the default
 	// (256 events).
 	ReadBuffer int
+	// HoldJoins keeps every SUB_ESTABLISHED event from the engine until
+	// Release (or FailJoins): joins stay under way, as on a real network.
+	HoldJoins bool
 }
 
 // Harness is an engine running on a fake kernel in userspace PM mode.
@@ -39,6 +43,7 @@ type Harness struct {
 
 	tb       testing.TB
 	injected atomic.Uint64
+	gate     *gate // with HoldJoins
 }
 
 // New starts an engine with opt's plugin on a fresh fake kernel; it stops
@@ -67,9 +72,15 @@ func New(tb testing.TB, opt Options) *Harness {
 		opt.Policy = Policy()
 	}
 	h := &Harness{Kernel: k, Client: &Recorder{Client: c}, Policy: opt.Policy, tb: tb}
+	var events userspace.Events = l
+	if opt.HoldJoins {
+		h.gate = newGate(l)
+		tb.Cleanup(func() { h.gate.Close() })
+		events = h.gate
+	}
 	h.Engine, err = userspace.New(userspace.Config{
 		Client: h.Client,
-		Events: l,
+		Events: events,
 		Lister: opt.Lister,
 		Plugin: opt.Plugin,
 		Policy: opt.Policy,
@@ -94,6 +105,13 @@ func New(tb testing.TB, opt Options) *Harness {
 // skipped.
 func Policy() *policy.Policy {
 	return policy.Default(policy.Settings{SkipLoopback: true, SkipLinkLocal: true}, 0)
+}
+
+// PolicyWith is Policy with rules tried first.
+func PolicyWith(rules ...policy.Rule) *policy.Policy {
+	p := Policy()
+	p.Rules = append(slices.Clone(rules), p.Rules...)
+	return p
 }
 
 // SetNetwork hands n to the engine with the harness's policy.
@@ -125,12 +143,17 @@ func OpenEvents(tok mptcp.Token, local, remote netip.AddrPort, serverSide bool) 
 func (h *Harness) Close(tok mptcp.Token) { h.Inject(mptcp.Event{Type: mptcp.EventClosed, Token: tok}) }
 
 // Settle waits until the engine has handled every event injected and
-// every event its own commands made the fake kernel send.
+// every event its own commands made the fake kernel send, but those
+// HoldJoins keeps back.
 func (h *Harness) Settle() {
 	h.tb.Helper()
 	WaitFor(h.tb, "the engine to handle every event", func() bool {
 		got := h.Engine.Stats().Events // before the recorder's counts: see Recorder
-		return got == h.injected.Load()+h.Client.Events()
+		var withheld uint64
+		if h.gate != nil {
+			withheld = h.gate.withheld.Load()
+		}
+		return got+withheld == h.injected.Load()+h.Client.Events()
 	})
 }
 
@@ -212,6 +235,38 @@ func Network(ifs ...Iface) pm.Network {
 		}
 	}
 	return n
+}
+
+// Without is n without link name and its addresses.
+func Without(n pm.Network, name string) pm.Network {
+	var out pm.Network
+	var index int
+	for _, l := range n.Links {
+		if l.Name == name {
+			index = l.Index
+			continue
+		}
+		out.Links = append(out.Links, l)
+	}
+	for _, a := range n.Addrs {
+		if a.LinkIndex != index {
+			out.Addrs = append(out.Addrs, a)
+		}
+	}
+	return out
+}
+
+// IfaceOf names the interface among ifs that holds address a, "unknown"
+// when none does.
+func IfaceOf(a netip.Addr, ifs ...Iface) string {
+	for _, i := range ifs {
+		for _, p := range i.Addrs {
+			if netip.MustParsePrefix(p).Addr() == a.Unmap() {
+				return i.Name
+			}
+		}
+	}
+	return "unknown"
 }
 
 // Addr parses "address:port".
