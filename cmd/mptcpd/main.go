@@ -84,6 +84,8 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 	fs.DurationVar(&opts.ResyncInterval, "resync-interval", 0, "period of the safety check of the endpoint table (default 30s)")
 	fs.IntVar(&opts.ReceiveBuffer, "netlink-rcvbuf", 0, "rtnetlink receive buffer in bytes (testing: a tiny one forces lost events)")
 	_ = fs.MarkHidden("netlink-rcvbuf")
+	fs.IntVar(&opts.EventBuffer, "events-rcvbuf", 0, "mptcp_pm event receive buffer in bytes, userspace mode (testing: a small one forces lost events)")
+	_ = fs.MarkHidden("events-rcvbuf")
 	if err := fs.Parse(args); err != nil {
 		return opts, false, err
 	}

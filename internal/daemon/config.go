@@ -46,6 +46,9 @@ type Options struct {
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
 	ReceiveBuffer int
+	// EventBuffer is the mptcp_pm event socket's buffer in the userspace
+	// mode, 0 for eventBuffer. Tests shrink it to force lost events.
+	EventBuffer int
 
 	Version string
 	Stderr  io.Writer

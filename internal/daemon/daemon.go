@@ -74,7 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 		e.rec = pm.NewReconciler(client, store, log)
 		started = append(started, "state", store.Path())
 	} else {
-		if e.user, err = startUserspace(client, s.conf, s.policy, log); err != nil {
+		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, log); err != nil {
 			return err
 		}
 		defer func() {
@@ -181,6 +181,11 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			e.reload(reload, resync)
 		case err := <-e.user.ended():
 			return fmt.Errorf("userspace path manager: %w", err)
+		case <-e.user.statusTick():
+			if e.ready {
+				e.readyWith(e.user.status())
+			}
+			continue
 		}
 		if !e.pass() {
 			continue

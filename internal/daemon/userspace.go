@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
@@ -24,14 +25,31 @@ type userspaceMode struct {
 
 	cancel context.CancelFunc
 	done   chan error // the event loop's result, once started
+	ticker *time.Ticker
 }
+
+// eventBuffer is the mptcp_pm event socket's receive buffer: ~5000
+// events.
+const eventBuffer = 4 << 20
+
+// statusEvery is how often the userspace mode refreshes its STATUS line
+// (the connection count changes without any network event).
+const statusEvery = 2 * time.Second
 
 // startUserspace subscribes to the mptcp_pm events and builds the engine
 // for the plugin conf names.
-func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy, log *slog.Logger) (*userspaceMode, error) {
+func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy, buffer int, log *slog.Logger) (*userspaceMode, error) {
 	events, err := mptcp.ListenEvents(nil)
 	if err != nil {
 		return nil, fmt.Errorf("userspace path manager: %w", err)
+	}
+	// Each event costs ~832 bytes of buffer: the default holds ~256, a
+	// burst of new connections more. Lost events cost a table rebuild.
+	if buffer == 0 {
+		buffer = eventBuffer
+	}
+	if err := events.SetReadBuffer(buffer); err != nil {
+		log.Warn("could not size the mptcp_pm event buffer", "bytes", buffer, "err", err)
 	}
 	diag, err := mptcpdiag.Dial(nil)
 	if err != nil {
@@ -44,7 +62,7 @@ func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy,
 		diag.Close()
 		return nil, err
 	}
-	return &userspaceMode{eng: eng, events: events, diag: diag}, nil
+	return &userspaceMode{eng: eng, events: events, diag: diag, ticker: time.NewTicker(statusEvery)}, nil
 }
 
 // network hands the engine the current network and policy, and starts
@@ -57,6 +75,15 @@ func (u *userspaceMode) network(n pm.Network, p *policy.Policy) {
 	ctx, cancel := context.WithCancel(context.Background())
 	u.cancel, u.done = cancel, make(chan error, 1)
 	go func() { u.done <- u.eng.Run(ctx) }()
+}
+
+// statusTick is the refresh of the STATUS line; nil (never) outside the
+// userspace mode.
+func (u *userspaceMode) statusTick() <-chan time.Time {
+	if u == nil {
+		return nil
+	}
+	return u.ticker.C
 }
 
 // ended delivers the event loop's error if it stops by itself (the
@@ -76,6 +103,7 @@ func (u *userspaceMode) status() string {
 
 // stop ends the event loop (Run closes the event socket) and waits.
 func (u *userspaceMode) stop() error {
+	u.ticker.Stop()
 	defer u.diag.Close()
 	if u.done == nil {
 		return u.events.Close()

@@ -2,8 +2,10 @@ package mptcp
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 )
@@ -79,5 +81,28 @@ func TestSetPathManager(t *testing.T) {
 	}
 	if err := SetPathManager(cfg, "fancy"); err == nil || !strings.Contains(err.Error(), `unknown path manager "fancy"`) {
 		t.Errorf("SetPathManager(fancy): %v", err)
+	}
+}
+
+// TestEventListenerDeadline: a Receive with nothing to read gives up at
+// the deadline with an error that Is os.ErrDeadlineExceeded.
+func TestEventListenerDeadline(t *testing.T) {
+	ns := nstest.New(t)
+	l, err := ListenEvents(&Config{NetNS: ns.Handle().FD()})
+	if errors.Is(err, ErrNotSupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.SetReadBuffer(1 << 20); err != nil {
+		t.Fatalf("SetReadBuffer: %v", err)
+	}
+	if err := l.SetReadDeadline(time.Now().Add(10 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Receive(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Receive past the deadline: %v, want os.ErrDeadlineExceeded", err)
 	}
 }

@@ -131,6 +131,9 @@ func wrapError(op string, err error) error {
 	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 		return closedError(op)
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("mptcp: %s: %w", op, os.ErrDeadlineExceeded)
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return &Error{Op: op, Errno: errno, Message: msg}

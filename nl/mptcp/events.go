@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // EventListener receives mptcp_pm_events on a socket of its own. Receive
@@ -124,7 +126,27 @@ func (l *EventListener) SetReadBuffer(bytes int) error {
 	if l.closed.Load() {
 		return closedError(op)
 	}
+	// Like iproute2's -rcvbuf: SO_RCVBUFFORCE (CAP_NET_ADMIN) may pass
+	// net.core.rmem_max; without the capability SO_RCVBUF is capped there.
+	if raw, err := l.conn.SyscallConn(); err == nil {
+		var forceErr error
+		if err := raw.Control(func(fd uintptr) {
+			forceErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
+		}); err == nil && forceErr == nil {
+			return nil
+		}
+	}
 	return wrapError(op, l.conn.SetReadBuffer(bytes))
+}
+
+// SetReadDeadline makes Receive give up at t with an error that Is
+// os.ErrDeadlineExceeded; the zero time waits for ever again.
+func (l *EventListener) SetReadDeadline(t time.Time) error {
+	const op = "set read deadline"
+	if l.closed.Load() {
+		return closedError(op)
+	}
+	return wrapError(op, l.conn.SetReadDeadline(t))
 }
 
 // Close unblocks Receive and releases the socket. Closing twice is not an

@@ -134,9 +134,9 @@ func (e *Engine) noConn(op string, tok mptcp.Token) error {
 	return fmt.Errorf("userspace: %s on token %v: %w", op, tok, pm.ErrNoConnection)
 }
 
-// failed logs a refused command with its token and counts it. A token the
-// kernel no longer knows means the connection closed before its CLOSED
-// event was read: debug level only.
+// failed logs a refused command with its token and counts it. A
+// connection the kernel no longer has (or no longer has established)
+// closed before its CLOSED event was read: debug level only.
 func (e *Engine) failed(op string, tok mptcp.Token, err error) error {
 	e.stats.CommandErrors++
 	if tokenGone(err) {
@@ -147,9 +147,16 @@ func (e *Engine) failed(op string, tok mptcp.Token, err error) error {
 	return fmt.Errorf("userspace: %s on token %v: %w", op, tok, err)
 }
 
-// tokenGone reports whether the kernel refused a command because no
-// connection has the token (EINVAL "invalid token", mptcp_token_get_sock).
+// tokenGone reports whether the kernel refused a command because the
+// connection is gone or going: no connection has the token (EINVAL
+// "invalid token", mptcp_token_get_sock), or it is no longer established
+// (ENOTCONN, "connect error: -107" from SUBFLOW_CREATE on a connection
+// whose CLOSED is still queued; a churn of 20000 short connections saw
+// ~1500 of them).
 func tokenGone(err error) bool {
 	var me *mptcp.Error
-	return errors.As(err, &me) && me.Errno == syscall.EINVAL && me.Message == "invalid token"
+	if !errors.As(err, &me) {
+		return false
+	}
+	return (me.Errno == syscall.EINVAL && me.Message == "invalid token") || me.Errno == syscall.ENOTCONN
 }

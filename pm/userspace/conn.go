@@ -16,6 +16,11 @@ type conn struct {
 	token                   mptcp.Token
 	local, remote           netip.AddrPort
 	serverSide, established bool
+	// guessed: established was inferred from the socket state when the
+	// connection was adopted from mptcp_diag; MPTCP may not have been
+	// fully established yet (commands then fail with ENOTCONN), so the
+	// ESTABLISHED event that follows is passed on after all.
+	guessed bool
 	peers                   []pm.PeerAddr
 	subflows                []pm.Subflow // the initial one first while it lives
 	announced               []pm.LocalAddr

@@ -7,8 +7,10 @@ import (
 	"iter"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
@@ -155,12 +157,65 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.stats.EventsLost++
 			e.log.Warn("mptcp events lost, rebuilding the connection table", "err", err)
 			e.stale = true
+			e.mu.Unlock()
+			if err := e.drain(); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("userspace: receive events: %w", err)
+			}
+			e.mu.Lock()
 		}
 		if e.stale {
 			e.resyncLocked()
 		}
 		e.mu.Unlock()
 	}
+}
+
+// Draining after lost events: the kernel drops every event for a socket
+// that overran until its queue is empty, and says so only once
+// (netlink_overrun, netlink_rcv_wake). A listing taken before the queue
+// is empty would miss connections whose CREATED is dropped after it, so
+// the queue is read empty first: until no event came for drainQuiet, or
+// for drainMax at most under a steady stream.
+const (
+	drainQuiet = time.Millisecond
+	drainMax   = 100 * time.Millisecond
+)
+
+// deadliner is an event source whose Receive can give up;
+// *mptcp.EventListener is one.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+// drain reads and handles the queued events until the socket is empty.
+// A source without deadlines is not drained.
+func (e *Engine) drain() error {
+	d, ok := e.events.(deadliner)
+	if !ok {
+		return nil
+	}
+	defer d.SetReadDeadline(time.Time{})
+	for start := time.Now(); time.Since(start) < drainMax; {
+		if err := d.SetReadDeadline(time.Now().Add(drainQuiet)); err != nil {
+			return nil // the source cannot: go on without draining
+		}
+		evs, err := e.events.Receive()
+		e.mu.Lock()
+		for i := range evs {
+			e.handle(&evs[i])
+		}
+		e.mu.Unlock()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil
+		case err != nil && !errors.Is(err, mptcp.ErrEventsLost) && !errors.Is(err, mptcp.ErrMalformedEvent):
+			return err
+		}
+	}
+	return nil
 }
 
 // Stats returns the engine's counters.
@@ -283,8 +338,8 @@ func (e *Engine) opened(ev *mptcp.Event) {
 		e.table.put(c)
 		e.plugin.NewConnection(c)
 	}
-	if ev.Type == mptcp.EventEstablished && !c.established {
-		c.established = true
+	if ev.Type == mptcp.EventEstablished && (!c.established || c.guessed) {
+		c.established, c.guessed = true, false
 		e.plugin.ConnectionEstablished(c)
 	}
 }

@@ -114,7 +114,7 @@ func (e *Engine) adopt(k *mptcpdiag.Connection, listeners []netip.AddrPort) {
 	e.table.put(c)
 	e.plugin.NewConnection(c)
 	if k.State == mptcpdiag.StateEstablished {
-		c.established = true
+		c.established, c.guessed = true, true
 		e.plugin.ConnectionEstablished(c)
 	}
 }
