@@ -20,10 +20,10 @@ type conn struct {
 	// connection was adopted from mptcp_diag; MPTCP may not have been
 	// fully established yet (commands then fail with ENOTCONN), so the
 	// ESTABLISHED event that follows is passed on after all.
-	guessed bool
-	peers                   []pm.PeerAddr
-	subflows                []pm.Subflow // the initial one first while it lives
-	announced               []pm.LocalAddr
+	guessed   bool
+	peers     []pm.PeerAddr
+	subflows  []pm.Subflow // the initial one first while it lives
+	announced []pm.LocalAddr
 }
 
 var _ pm.Connection = (*conn)(nil)
