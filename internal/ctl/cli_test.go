@@ -210,14 +210,41 @@ const (
 
 var dumpCalls = []string{"dial", "Endpoints", "close"}
 
+// commandCase is one command line against the recording backend: its
+// exit status, output, and the calls it made.
+type commandCase struct {
+	line   string
+	code   int
+	stdout string
+	stderr string
+	calls  []string
+}
+
+// runCommandCases runs each case on a fresh recording backend.
+func runCommandCases(t *testing.T, tests []commandCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			b := testBackend()
+			code, stdout, stderr, _ := run(t, b, tt.line)
+			if code != tt.code {
+				t.Errorf("exit status %d, want %d", code, tt.code)
+			}
+			if diff := cmp.Diff(tt.stdout, stdout); diff != "" {
+				t.Errorf("unexpected stdout (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.stderr, stderr); diff != "" {
+				t.Errorf("unexpected stderr (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.calls, b.calls); diff != "" {
+				t.Errorf("unexpected backend calls (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestCommands(t *testing.T) {
-	tests := []struct {
-		line   string
-		code   int
-		stdout string
-		stderr string
-		calls  []string
-	}{
+	tests := []commandCase{
 		// Every command word and the abbreviations ip accepts.
 		{line: "endpoint add 10.0.0.1 dev eth0 id 3 subflow", calls: []string{"dial", "AddEndpoint {ID:3 Addr:10.0.0.1 Port:0 Flags:subflow IfIndex:2}", "close"}},
 		{line: "e a 10.0.0.9 port 5 signal", calls: []string{"dial", "AddEndpoint {ID:0 Addr:10.0.0.9 Port:5 Flags:signal IfIndex:0}", "close"}},
@@ -272,24 +299,7 @@ func TestCommands(t *testing.T) {
 		// Help and version.
 		{line: "--version", stdout: "mptcpctl v9.9-test\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.line, func(t *testing.T) {
-			b := testBackend()
-			code, stdout, stderr, _ := run(t, b, tt.line)
-			if code != tt.code {
-				t.Errorf("exit status %d, want %d", code, tt.code)
-			}
-			if diff := cmp.Diff(tt.stdout, stdout); diff != "" {
-				t.Errorf("unexpected stdout (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.stderr, stderr); diff != "" {
-				t.Errorf("unexpected stderr (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.calls, b.calls); diff != "" {
-				t.Errorf("unexpected backend calls (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runCommandCases(t, tests)
 }
 
 func TestMainHelp(t *testing.T) {

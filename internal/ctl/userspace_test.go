@@ -18,13 +18,7 @@ import (
 // The userspace commands against the recording backend: what each command
 // line asks of the path manager, and that a bad one asks nothing.
 func TestUserspaceCommands(t *testing.T) {
-	tests := []struct {
-		line   string
-		code   int
-		stdout string
-		stderr string
-		calls  []string
-	}{
+	tests := []commandCase{
 		{line: "userspace announce 10.0.2.2 id 1 token 7ab06eec",
 			calls: []string{"dial", "Announce 7ab06eec {ID:1 Addr:10.0.2.2 Port:0 Flags:signal IfIndex:0}", "close"}},
 		{line: "u a 10.0.2.2 i 2 t 0xbeef p 6000 d eth0",
@@ -72,24 +66,7 @@ func TestUserspaceCommands(t *testing.T) {
 		{line: "u s d t 1 l 10.0.2.2 r 10.0.1.1 p 1", code: ExitUsage, stderr: `Error: argument "port" is required after local ADDRESS` + "\n"},
 		{line: "u e", code: ExitUsage, stderr: `Error: argument "token" is required` + "\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.line, func(t *testing.T) {
-			b := testBackend()
-			code, stdout, stderr, _ := run(t, b, tt.line)
-			if code != tt.code {
-				t.Errorf("exit status %d, want %d", code, tt.code)
-			}
-			if diff := cmp.Diff(tt.stdout, stdout); diff != "" {
-				t.Errorf("unexpected stdout (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.stderr, stderr); diff != "" {
-				t.Errorf("unexpected stderr (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tt.calls, b.calls); diff != "" {
-				t.Errorf("unexpected backend calls (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runCommandCases(t, tests)
 }
 
 // userspaceConn is the fake kernel's userspace-PM connection of these tests.
