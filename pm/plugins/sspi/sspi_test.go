@@ -72,24 +72,6 @@ func viewOf(h *userspacetest.Harness) kernelView {
 	return v
 }
 
-func without(n pm.Network, name string) pm.Network {
-	var out pm.Network
-	var index int
-	for _, l := range n.Links {
-		if l.Name == name {
-			index = l.Index
-			continue
-		}
-		out.Links = append(out.Links, l)
-	}
-	for _, a := range n.Addrs {
-		if a.LinkIndex != index {
-			out.Addrs = append(out.Addrs, a)
-		}
-	}
-	return out
-}
-
 func TestSSPI(t *testing.T) {
 	ignoreWLAN := userspacetest.Policy()
 	ignoreWLAN.Rules = slices.Insert(ignoreWLAN.Rules, 0, policy.Rule{Names: []string{"wlan*"}, Ignore: true})
@@ -132,14 +114,14 @@ func TestSSPI(t *testing.T) {
 		},
 		{
 			name: "address added mid-connection",
-			net:  without(all, "wlan0"), conn: client4,
+			net:  userspacetest.Without(all, "wlan0"), conn: client4,
 			then: func(h *userspacetest.Harness) { h.SetNetwork(all) },
 			want: kernelView{Subflows: map[string]int{"eth0": 1, "wlan0": 1, "wwan0": 1}, Backup: []string{"wwan0"}},
 		},
 		{
 			name: "address removed mid-connection",
 			net:  all, conn: client4,
-			then: func(h *userspacetest.Harness) { h.SetNetwork(without(all, "wlan0")) },
+			then: func(h *userspacetest.Harness) { h.SetNetwork(userspacetest.Without(all, "wlan0")) },
 			want: kernelView{Subflows: map[string]int{"eth0": 1, "wwan0": 1}, Backup: []string{"wwan0"}},
 		},
 		{
@@ -164,7 +146,7 @@ func TestSSPI(t *testing.T) {
 		{
 			name: "accepting side: address removed",
 			net:  all, conn: server4, server: true,
-			then: func(h *userspacetest.Harness) { h.SetNetwork(without(all, "wwan0")) },
+			then: func(h *userspacetest.Harness) { h.SetNetwork(userspacetest.Without(all, "wwan0")) },
 			want: kernelView{Subflows: map[string]int{"eth0": 1}, Announced: []string{"10.0.2.2"}},
 		},
 	}
