@@ -210,14 +210,10 @@ type daemonTopology struct {
 	client, server *nstest.NS
 }
 
+// newDaemonTopology is the two-link daemonTopology.
 func newDaemonTopology(t *testing.T) daemonTopology {
 	t.Helper()
-	top := daemonTopology{client: newDaemonNS(t), server: newDaemonNS(t)}
-	nstest.Veth(t, top.client, "eth0", top.server, "s1")
-	nstest.Veth(t, top.client, "wlan0", top.server, "s2")
-	ipBatch(t, top.client, "addr add 10.0.1.2/24 dev eth0", "addr add 10.0.2.2/24 dev wlan0")
-	ipBatch(t, top.server, "addr add 10.0.1.1/24 dev s1", "addr add 10.0.2.1/24 dev s2")
-	return top
+	return newUSTopology(t, 2)
 }
 
 // liveConn is a held MPTCP connection from the client namespace with an

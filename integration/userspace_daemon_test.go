@@ -67,8 +67,9 @@ func TestDaemonUserspaceSSPI(t *testing.T) {
 // s(i+1) (10.0.i+1.1).
 var usLinks = []string{"eth0", "wlan0", "wwan0"}
 
-// newUSTopology is newDaemonTopology with n (2 or 3) links; sysctls are
-// set in both namespaces before the links are made.
+// newUSTopology is a daemonTopology with n (2 or 3) links; sysctls are
+// set in both namespaces before the links are made. Deleting an IPv4
+// address keeps the others of its prefix (promote_secondaries).
 func newUSTopology(tb testing.TB, n int, sysctls ...string) daemonTopology {
 	tb.Helper()
 	top := daemonTopology{client: nstest.New(tb), server: nstest.New(tb)}
