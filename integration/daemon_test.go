@@ -428,7 +428,7 @@ func TestDaemonSharedStateDir(t *testing.T) {
 	}
 	// A namespace's record is its state file and journal (.wal); a short
 	// run may have written only the journal.
-	files, _ := filepath.Glob(filepath.Join(ds[0].files.state, "netns-*"))
+	files, _ := filepath.Glob(filepath.Join(ds[0].files.state, "netns-*.json*")) // not the control sockets
 	owners := map[string]bool{}
 	for _, f := range files {
 		owners[strings.TrimSuffix(f, ".wal")] = true

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ type Config struct {
 	// mode at start (kernel for addr_adv, userspace for a plugin) instead
 	// of only warning when they disagree.
 	SetPathManager bool
+	// ControlGroup is the group (a name or a number) whose members may use
+	// the daemon's control socket besides root; "" for root only.
+	ControlGroup string
 
 	Set Key // bitmask of the keys given explicitly
 }
@@ -64,6 +68,7 @@ const (
 	KeyRemoveOnExit
 	KeyResyncInterval
 	KeySetPathManager
+	KeyControlGroup
 )
 
 type configKey struct {
@@ -103,6 +108,13 @@ var configKeys = []configKey{
 		c.SetPathManager, e = parseBool(v)
 		return e
 	}},
+	{KeyControlGroup, "control-group", func(c *Config, v string) *Error {
+		if !validGroup(v) {
+			return errorf("%q is not a group name or number", v).withHint("write a group such as mptcpd, or its number")
+		}
+		c.ControlGroup = v
+		return nil
+	}},
 	{KeyResyncInterval, "resync-interval", func(c *Config, v string) *Error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -118,6 +130,29 @@ var configKeys = []configKey{
 }
 
 var logDests = []string{"stderr", "syslog", "journal", "null"}
+
+// validGroup accepts what shadow-utils' groupadd does by default (a
+// letter or underscore, then letters, digits, '_', '-', '.', optionally
+// a final '$'; at most 32 characters) and decimal group numbers. Whether
+// the group exists is checked where it is used.
+func validGroup(v string) bool {
+	if v == "" || len(v) > 32 {
+		return false
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		_, err := strconv.ParseUint(v, 10, 31)
+		return err == nil
+	}
+	for i, r := range strings.TrimSuffix(v, "$") {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return v != "$"
+}
 
 func setAbsPath(dst *string, v string) *Error {
 	if !filepath.IsAbs(v) {

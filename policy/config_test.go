@@ -33,16 +33,16 @@ func TestParseConfig(t *testing.T) {
 			in: "# comment\n\n[core]\n  log = journal  \nplugin-dir=/usr/lib/mptcpd\npath-manager=sspi\r\n" +
 				"addr-flags=subflow, backup\nnotify-flags=existing,check_route\nload-plugins=addr_adv,,sspi\n" +
 				"policy-file=/etc/mptcpd//policy\nstate-dir=/var/lib/m\nremove-on-exit=true\nresync-interval=1m30s\n" +
-				"set-path-manager=yes\n",
+				"set-path-manager=yes\ncontrol-group=mptcp-admin\n",
 			want: with(func(c *Config) {
 				c.Log, c.PluginDir, c.PathManager = "journal", "/usr/lib/mptcpd", "sspi"
 				c.AddrFlags = mptcp.FlagSubflow | mptcp.FlagBackup
 				c.NotifyFlags = NotifyExisting | NotifyCheckRoute
 				c.LoadPlugins = []string{"addr_adv", "sspi"}
 				c.PolicyFile, c.StateDir, c.RemoveOnExit, c.ResyncInterval = "/etc/mptcpd/policy", "/var/lib/m", true, 90*time.Second
-				c.SetPathManager = true
+				c.SetPathManager, c.ControlGroup = true, "mptcp-admin"
 				c.Set = KeyLog | KeyPluginDir | KeyPathManager | KeyAddrFlags | KeyNotifyFlags | KeyLoadPlugins |
-					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval | KeySetPathManager
+					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval | KeySetPathManager | KeyControlGroup
 			}),
 		},
 		{
@@ -113,6 +113,37 @@ c:12: too many errors; stopping here`,
 	}
 	if def.Source != "built-in" || def.Set != 0 {
 		t.Errorf("DefaultConfig = %+v", def)
+	}
+}
+
+func TestControlGroup(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		ok    bool
+	}{
+		{"mptcpd", true},
+		{"_admin", true},
+		{"net-admins.2", true},
+		{"machine$", true},
+		{"0", true},
+		{"1000", true},
+		{"2147483647", true},
+		{"2147483648", false}, // beyond gid_t's signed range
+		{"-1", false},
+		{"1abc", false},
+		{"adm in", false},
+		{"$", false},
+		{"a$b", false},
+		{"root,adm", false},
+		{strings.Repeat("g", 33), false},
+	} {
+		c, _, err := ParseConfig("c", []byte("[core]\ncontrol-group="+tt.value+"\n"))
+		switch {
+		case tt.ok && (err != nil || c.ControlGroup != tt.value || c.Set != KeyControlGroup):
+			t.Errorf("control-group=%s: config %+v, error %v; want it accepted", tt.value, c, err)
+		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "c:2: control-group: ") || !strings.Contains(err.Error(), "is not a group name or number")):
+			t.Errorf("control-group=%s: error %v; want it refused", tt.value, err)
+		}
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mptcpd-go/mptcpd/internal/control"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 )
 
@@ -28,6 +30,15 @@ type Env struct {
 	// means the system's: policy.DefaultConfigFile, /etc/mptcpd/policy
 	// and /sys/class/net. Tests point them into testdata.
 	ConfigFile, PolicyFile, SysfsRoot string
+
+	// StateDir is where the daemon commands look for mptcpd's socket
+	// when --state-dir does not say; empty means mptcpd.conf's state-dir.
+	StateDir string
+	// Daemon connects to the mptcpd of a namespace whose socket is in
+	// stateDir; nil means DialDaemon. Tests serve a fake daemon.
+	Daemon func(netns, stateDir string) (*control.Client, error)
+	// Now is the clock of status's "ago"s; nil means time.Now.
+	Now func() time.Time
 }
 
 // Main runs mptcpctl with args (without the program name) and returns the
@@ -88,7 +99,8 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl policy check [ FILE ] [ --config FILE ]
        mptcpctl policy show [ --policy FILE ] [ --config FILE ]
        mptcpctl policy explain [ --policy FILE ] [ --config FILE ]
-       mptcpctl connections [ -a | --all ]
+       mptcpctl connections [ -a | --all ] [ --state-dir DIR ]
+       mptcpctl status | explain | events | reload [ --state-dir DIR ]
 ` + userspaceUsage + `
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
@@ -102,7 +114,8 @@ commands, which ip lacks, check and show mptcpd-go's policy and explain
 what it makes of the namespace's addresses ("mptcpctl policy --help");
 "connections" lists the MPTCP connections and their subflows;
 "userspace" drives the userspace path manager by hand, connection by
-connection ("mptcpctl userspace --help").
+connection ("mptcpctl userspace --help"); status, explain, events and
+reload ask the running mptcpd ("mptcpctl status --help").
 
 It takes the grammar of "ip mptcp" (iproute2 6.1) and prints the same
 text, byte for byte, so scripts written for ip work unchanged. Keywords may
@@ -210,6 +223,12 @@ func (r *runner) topVerbs(root *cobra.Command) []verb {
 		{"policy", func(args []string) error { return r.execute(append([]string{"policy"}, args...)) }},
 		{"connections", func(args []string) error { return r.execute(append([]string{"connections"}, args...)) }},
 		{"userspace", r.userspace},
+		// mptcpctl's own, after ip's words so that ip's abbreviations
+		// keep their meaning ("e" is endpoint).
+		{"status", func(args []string) error { return r.execute(append([]string{"status"}, args...)) }},
+		{"explain", func(args []string) error { return r.execute(append([]string{"explain"}, args...)) }},
+		{"events", func(args []string) error { return r.execute(append([]string{"events"}, args...)) }},
+		{"reload", func(args []string) error { return r.execute(append([]string{"reload"}, args...)) }},
 	}
 }
 
@@ -513,6 +532,7 @@ func (r *runner) rootCommand() *cobra.Command {
 	monitor := leaf("monitor", "Print MPTCP events as they happen", r.monitor)
 
 	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand(), r.userspaceCommand())
+	root.AddCommand(r.daemonCommands()...)
 	root.Flags().SetInterspersed(false)
 	return root
 }

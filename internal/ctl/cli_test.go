@@ -178,6 +178,7 @@ func run(t *testing.T, b *fakeBackend, line string) (code int, stdout, stderr st
 		Stdout:  &o,
 		Stderr:  &e,
 		Version: "v9.9-test",
+		Daemon:  noDaemon,
 		Open: func(ns string) (Backend, error) {
 			opened = append(opened, ns)
 			if ns == "missing" {
@@ -537,7 +538,7 @@ func TestCompletion(t *testing.T) {
 		{"__complete endpoint change id 3 b", []string{"backup"}},
 		{"__complete limits set s", []string{"subflows"}},
 		{"__complete endpoint add 10.0.0.1 id ", nil},
-		{"__complete e", []string{"endpoint"}},
+		{"__complete e", []string{"endpoint", "events", "explain"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

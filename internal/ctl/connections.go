@@ -27,25 +27,38 @@ RTT.
 Listeners are left out unless -a. -j prints one JSON array of connection
 objects (every key always present), -p indents it. Subflows need
 CAP_NET_ADMIN in the namespace: without it the kernel does not say which
-TCP sockets are subflows.`
+TCP sockets are subflows.
 
-// connectionsCommand is `connections [-a]`.
+When an mptcpd runs in the namespace (its socket in --state-dir, else
+mptcpd.conf's state-dir, else /run/mptcpd-go), its view is added, never
+replacing the kernel's: a subflow that is its doing ends in "by mptcpd"
+(in the in-kernel mode it uses one of the daemon's endpoints, listed on a
+line "mptcpd: endpoint ..."; in the userspace mode the plugin asked for
+it), and in the userspace mode lines "mptcpd: ..." give the plugin, the
+addresses announced either way, pending subflows and the plugin's latest
+commands for the connection. -j adds an "mptcpd" key to connections and
+subflows, null without a daemon.`
+
+// connectionsCommand is `connections [-a] [--state-dir DIR]`.
 func (r *runner) connectionsCommand() *cobra.Command {
 	var all bool
+	fl := &daemonFlags{}
 	cmd := &cobra.Command{
-		Use:               "connections [-a|--all]",
+		Use:               "connections [-a|--all] [--state-dir DIR]",
 		Short:             "List MPTCP connections and their subflows",
 		Long:              connectionsLong,
 		Args:              cobra.ArbitraryArgs,
-		RunE:              func(_ *cobra.Command, args []string) error { return r.connections(all, args) },
+		RunE:              func(_ *cobra.Command, args []string) error { return r.connections(all, *fl, args) },
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "list listening sockets too")
+	addStateDirFlag(cmd, fl)
 	return cmd
 }
 
-// connections dumps the connections and prints them.
-func (r *runner) connections(all bool, args []string) error {
+// connections dumps the connections and prints them, with the daemon's
+// view when one answers.
+func (r *runner) connections(all bool, fl daemonFlags, args []string) error {
 	if len(args) > 0 {
 		return unknownCommandError(args[0])
 	}
@@ -66,8 +79,9 @@ func (r *runner) connections(all bool, args []string) error {
 		}
 		conns = kept
 	}
+	dv := r.connectionsView(fl)
 	var out bytes.Buffer
-	formatConnections(&out, conns, r.format(), subflowDevs{links: b, routes: b})
+	formatConnections(&out, conns, r.format(), subflowDevs{links: b, routes: b}, dv)
 	return r.write(&out)
 }
 
@@ -111,20 +125,21 @@ func formatAddrPort(ap netip.AddrPort) string {
 }
 
 // formatConnections renders the connections: text, or with -j one JSON
-// array (see writeConnectionJSON).
-func formatConnections(b *bytes.Buffer, conns []mptcpdiag.Connection, f format, devs subflowDevs) {
+// array (see writeConnectionJSON). dv is the daemon's view, nil when no
+// daemon answered.
+func formatConnections(b *bytes.Buffer, conns []mptcpdiag.Connection, f format, devs subflowDevs, dv *daemonView) {
 	if f.JSON {
 		w := newJSONWriter(b, f.Pretty)
 		w.startArray()
 		for i := range conns {
-			writeConnectionJSON(w, &conns[i], devs)
+			writeConnectionJSON(w, &conns[i], devs, dv)
 		}
 		w.endArray()
 		b.WriteByte('\n')
 		return
 	}
 	for i := range conns {
-		writeConnectionText(b, &conns[i], devs)
+		writeConnectionText(b, &conns[i], devs, dv)
 	}
 }
 
@@ -134,8 +149,10 @@ func formatConnections(b *bytes.Buffer, conns []mptcpdiag.Connection, f format, 
 //	token 86c266db 10.1.1.2:52401 -> 10.1.1.1:5000 ESTABLISHED subflows 2/3 sent 5 received 5 retrans 0
 //	  10.1.1.2:52401 -> 10.1.1.1:5000 dev eth0 ids 0/0 sent 5 received 5 retrans 0 rtt 0.061ms
 //
-// and a listener as "listen 10.1.1.1:5000".
-func writeConnectionText(b *bytes.Buffer, c *mptcpdiag.Connection, devs subflowDevs) {
+// and a listener as "listen 10.1.1.1:5000". With the daemon's view, a
+// subflow that is its doing ends in "by mptcpd", and the daemon's lines
+// (daemonView.writeText) follow the subflows.
+func writeConnectionText(b *bytes.Buffer, c *mptcpdiag.Connection, devs subflowDevs, dv *daemonView) {
 	if c.Listening() {
 		fmt.Fprintf(b, "listen %s\n", formatAddrPort(c.Local))
 		return
@@ -160,8 +177,15 @@ func writeConnectionText(b *bytes.Buffer, c *mptcpdiag.Connection, devs subflowD
 		if s.Backup() {
 			b.WriteString(" backup")
 		}
-		fmt.Fprintf(b, " sent %d received %d retrans %d rtt %.3fms\n",
+		fmt.Fprintf(b, " sent %d received %d retrans %d rtt %.3fms",
 			s.TCP.BytesSent, s.TCP.BytesReceived, s.TCP.TotalRetrans, float64(s.TCP.RTT.Microseconds())/1000)
+		if dv != nil && dv.subflow(i.Token, s) != byNone {
+			b.WriteString(" by mptcpd")
+		}
+		b.WriteByte('\n')
+	}
+	if dv != nil {
+		dv.writeText(b, c, devs.links)
 	}
 }
 
@@ -184,8 +208,14 @@ func writeConnectionText(b *bytes.Buffer, c *mptcpdiag.Connection, devs subflowD
 //	     "local_id", "remote_id", "backup", "flags": ["join_loc", ...],
 //	     "remote_token", "bytes_sent", "bytes_received", "bytes_acked",
 //	     "bytes_retrans", "total_retrans", "rtt_us", "rttvar_us",
-//	     "min_rtt_us", "snd_cwnd"}]}
-func writeConnectionJSON(w *jsonWriter, c *mptcpdiag.Connection, devs subflowDevs) {
+//	     "min_rtt_us", "snd_cwnd",
+//	     "mptcpd": null | "endpoint" | "plugin" | "none"}],
+//	 "mptcpd": null | the daemon's view (daemonView.writeJSON)}
+//
+// The "mptcpd" keys are null when no daemon answered; a subflow's says
+// whether it uses an endpoint of the daemon (in-kernel mode) or the
+// plugin asked for it (userspace mode).
+func writeConnectionJSON(w *jsonWriter, c *mptcpdiag.Connection, devs subflowDevs, dv *daemonView) {
 	i := &c.Info
 	w.startObject()
 	w.stringField("token", i.Token.String())
@@ -228,13 +258,19 @@ func writeConnectionJSON(w *jsonWriter, c *mptcpdiag.Connection, devs subflowDev
 	w.name("subflows")
 	w.startArray()
 	for j := range c.Subflows {
-		writeSubflowJSON(w, &c.Subflows[j], devs)
+		writeSubflowJSON(w, c, &c.Subflows[j], devs, dv)
 	}
 	w.endArray()
+	if dv == nil || c.Listening() {
+		w.nullField("mptcpd")
+	} else {
+		w.name("mptcpd")
+		dv.writeJSON(w, c, devs.links)
+	}
 	w.endObject()
 }
 
-func writeSubflowJSON(w *jsonWriter, s *mptcpdiag.Subflow, devs subflowDevs) {
+func writeSubflowJSON(w *jsonWriter, c *mptcpdiag.Connection, s *mptcpdiag.Subflow, devs subflowDevs, dv *daemonView) {
 	w.startObject()
 	writeAddrPortJSON(w, "local", s.Local)
 	writeAddrPortJSON(w, "remote", s.Remote)
@@ -260,6 +296,11 @@ func writeSubflowJSON(w *jsonWriter, s *mptcpdiag.Subflow, devs subflowDevs) {
 	w.uintField("rttvar_us", uint64(t.RTTVar.Microseconds()))
 	w.uintField("min_rtt_us", uint64(t.MinRTT.Microseconds()))
 	w.uintField("snd_cwnd", uint64(t.SndCwnd))
+	if dv == nil {
+		w.nullField("mptcpd")
+	} else {
+		w.stringField("mptcpd", dv.subflow(c.Info.Token, s))
+	}
 	w.endObject()
 }
 

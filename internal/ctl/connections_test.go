@@ -187,15 +187,21 @@ func TestConnectionsErrors(t *testing.T) {
 // TestConnectionsJSONKeys: every connection object has the same keys in
 // the same order, listeners included, and so has every subflow.
 func TestConnectionsJSONKeys(t *testing.T) {
+	for _, dv := range []*daemonView{nil, newDaemonView(inKernelView), newDaemonView(userspaceView)} {
+		checkConnectionsJSONKeys(t, dv)
+	}
+}
+
+func checkConnectionsJSONKeys(t *testing.T, dv *daemonView) {
 	var b bytes.Buffer
 	conns := append(goldenConnections, mptcpdiag.Connection{})
 	fc := &fakeConnections{routes: goldenRoutes}
-	formatConnections(&b, conns, format{JSON: true}, subflowDevs{links: testLinks, routes: fc})
+	formatConnections(&b, conns, format{JSON: true}, subflowDevs{links: testLinks, routes: fc}, dv)
 	var objs []json.RawMessage
 	if err := json.Unmarshal(b.Bytes(), &objs); err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
-	var connKeys, subKeys []string
+	var connKeys, subKeys, daemonKeys []string
 	for i, o := range objs {
 		keys := objectKeys(t, o)
 		if i == 0 {
@@ -203,9 +209,20 @@ func TestConnectionsJSONKeys(t *testing.T) {
 		} else if diff := cmp.Diff(connKeys, keys); diff != "" {
 			t.Errorf("connection %d: keys differ from the first's (-first +this):\n%s", i, diff)
 		}
-		var c struct{ Subflows []json.RawMessage }
+		var c struct {
+			Subflows []json.RawMessage
+			Mptcpd   json.RawMessage
+		}
 		if err := json.Unmarshal(o, &c); err != nil {
 			t.Fatal(err)
+		}
+		if string(c.Mptcpd) != "null" {
+			keys := objectKeys(t, c.Mptcpd)
+			if daemonKeys == nil {
+				daemonKeys = keys
+			} else if diff := cmp.Diff(daemonKeys, keys); diff != "" {
+				t.Errorf("connection %d: mptcpd keys differ from the first's (-first +this):\n%s", i, diff)
+			}
 		}
 		for j, s := range c.Subflows {
 			keys := objectKeys(t, s)
@@ -216,7 +233,10 @@ func TestConnectionsJSONKeys(t *testing.T) {
 			}
 		}
 	}
-	for _, keys := range [][]string{connKeys, subKeys} {
+	if dv != nil && daemonKeys == nil {
+		t.Error("no connection has the daemon's view")
+	}
+	for _, keys := range [][]string{connKeys, subKeys, daemonKeys} {
 		for _, k := range keys {
 			if k != strings.ToLower(k) || strings.ContainsAny(k, "- ") {
 				t.Errorf("key %q is not snake_case", k)

@@ -16,12 +16,18 @@ const (
 	// get_addr; the userspace commands call that a usage error), or MPTCP or
 	// netlink is not available; for the policy commands, a file cannot be
 	// read or is invalid.
+	// For the daemon commands: the daemon refused or failed the request,
+	// or may not be asked (permission).
 	ExitFailure = 1
 	// ExitKernel: the kernel refused the request; its message is printed.
 	// (Also `endpoint change` with neither id nor address, which ip leaves
 	// to the kernel to refuse.)
 	ExitKernel = 2
-	// ExitListen: the event stream failed while monitoring.
+	// ExitNoDaemon: a daemon command found no mptcpd in the namespace (as
+	// LSB's "program is not running").
+	ExitNoDaemon = 3
+	// ExitListen: the event stream failed while monitoring (monitor,
+	// events).
 	ExitListen = 254
 	// ExitUsage: unknown command, bad or missing argument, a namespace that
 	// cannot be opened, no permission to subscribe to events (ip: exit(-1)).
@@ -32,9 +38,12 @@ const (
 const exitCodesHelp = `Exit status (as ip mptcp):
   0    success
   1    a word is not an address; MPTCP or netlink unavailable; policy:
-       a file cannot be read or is invalid (every error is printed)
+       a file cannot be read or is invalid (every error is printed);
+       status, explain, events, reload: the daemon refused the request
+       (a reload with a bad file) or may not be asked (permission)
   2    the kernel refused the request (its message is printed)
-  254  the event stream failed (monitor)
+  3    status, explain, events, reload: no mptcpd runs in the namespace
+  254  the event stream failed (monitor, events)
   255  usage error (unknown command, bad or missing argument; for the
        userspace commands a bad address too), the namespace cannot be
        opened, events cannot be subscribed to`

@@ -19,6 +19,9 @@ type explanation struct {
 	plan     pm.Plan
 	capacity int // endpoints the plan could use
 	foreign  int // kernel endpoints on addresses no decision wants
+	// plugin is the userspace mode's, from a daemon: the plan is usable
+	// addresses, with no kernel table or limits to compare.
+	plugin string
 
 	links        []linkExplanation
 	unexplained  []mptcp.Endpoint // kernel endpoints on no address of the namespace
@@ -71,15 +74,22 @@ func explain(lp *loadedPolicy, n pm.Network, eps []mptcp.Endpoint, limits mptcp.
 			wanted[d.Address.Addr().Unmap()] = true
 		}
 	}
-	x := &explanation{src: lp.src, policy: lp.policy, kernelLimits: limits}
+	foreign := 0
 	for _, e := range eps {
 		if !wanted[e.Addr] {
-			x.foreign++
+			foreign++
 		}
 	}
-	x.capacity = max(0, pm.MaxEndpoints-x.foreign)
-	x.plan = pm.Desired(n, lp.policy, x.capacity)
+	capacity := max(0, pm.MaxEndpoints-foreign)
+	x := &explanation{src: lp.src, policy: lp.policy, plan: pm.Desired(n, lp.policy, capacity),
+		capacity: capacity, foreign: foreign, kernelLimits: limits}
+	x.compare(n.Links, eps)
+	return x
+}
 
+// compare sets each decision of x's plan beside the kernel's endpoints
+// eps (none in the userspace mode), grouped by links.
+func (x *explanation) compare(links []pm.Link, eps []mptcp.Endpoint) {
 	planned := make(map[netip.Addr]*pm.Want, len(x.plan.Endpoints))
 	for i := range x.plan.Endpoints {
 		planned[x.plan.Endpoints[i].Endpoint.Addr] = &x.plan.Endpoints[i]
@@ -92,6 +102,8 @@ func explain(lp *loadedPolicy, n pm.Network, eps []mptcp.Endpoint, limits mptcp.
 		a := addrExplanation{Decision: d}
 		w := planned[addr]
 		switch {
+		case d.Verdict == pm.VerdictEndpoint && x.plugin != "":
+			a.want = w
 		case d.Verdict == pm.VerdictEndpoint:
 			a.want = w
 			a.kernel = kernelEndpoint(eps, addr, w.Endpoint.Port)
@@ -117,8 +129,7 @@ func explain(lp *loadedPolicy, n pm.Network, eps []mptcp.Endpoint, limits mptcp.
 			x.unexplained = append(x.unexplained, e)
 		}
 	}
-	x.links = groupByLink(n.Links, addrs)
-	return x
+	x.links = groupByLink(links, addrs)
 }
 
 // kernelEndpoint finds the kernel's endpoint on addr, preferring one with
@@ -209,7 +220,11 @@ func formatExplain(b *bytes.Buffer, x *explanation, f format) {
 		return
 	}
 	fmt.Fprintf(b, "policy: %s\nmptcpd.conf: %s\n", x.src.describe(), x.src.configLine())
-	fmt.Fprintf(b, "endpoints: %d wanted, room for %d of %d", len(x.plan.Endpoints), x.capacity, pm.MaxEndpoints)
+	if x.plugin != "" {
+		fmt.Fprintf(b, "usable addresses: %d, for plugin %s (userspace mode)", len(x.plan.Endpoints), x.plugin)
+	} else {
+		fmt.Fprintf(b, "endpoints: %d wanted, room for %d of %d", len(x.plan.Endpoints), x.capacity, pm.MaxEndpoints)
+	}
 	if x.foreign > 0 {
 		fmt.Fprintf(b, " (%d in the kernel on addresses not wanted)", x.foreign)
 	}
@@ -241,6 +256,9 @@ func formatExplain(b *bytes.Buffer, x *explanation, f format) {
 		}
 	}
 
+	if x.plugin != "" {
+		return // the userspace path manager has no limits to set
+	}
 	b.WriteString("\nlimits:\n")
 	s := x.policy.Settings
 	fmt.Fprintf(b, "  subflows: %s\n", limitText(s.Subflows, x.plan.Limits.Subflows, x.kernelLimits.Subflows))

@@ -63,7 +63,7 @@ func (b *fakeKernelBackend) Close() error { return nil }
 
 func runFake(b Backend, line string) (int, string, string) {
 	var o, e bytes.Buffer
-	code := Main(strings.Fields(line), Env{Stdout: &o, Stderr: &e, Open: func(string) (Backend, error) { return b, nil }})
+	code := Main(strings.Fields(line), Env{Stdout: &o, Stderr: &e, Open: func(string) (Backend, error) { return b, nil }, Daemon: noDaemon})
 	return code, o.String(), e.String()
 }
 

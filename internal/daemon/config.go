@@ -43,6 +43,7 @@ type Options struct {
 	RemoveOnExit   *bool
 	SetPathManager *bool
 	ResyncInterval time.Duration
+	ControlGroup   string // who may use the control socket besides root
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
 	ReceiveBuffer int
@@ -57,9 +58,11 @@ type Options struct {
 // settings is everything Run derives from the files and flags; a reload
 // builds a new one and swaps it in only when all of it is valid.
 type settings struct {
-	conf     *policy.Config
-	policy   *policy.Policy
-	warnings []string
+	conf       *policy.Config
+	policy     *policy.Policy
+	warnings   []string
+	configPath string // the mptcpd.conf looked for, which may be absent
+	policyWhy  string // how the policy file was chosen, for explain
 }
 
 // loadSettings reads mptcpd.conf, applies the command-line overrides and
@@ -73,16 +76,25 @@ func loadSettings(opts Options) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &settings{conf: conf}
+	s := &settings{conf: conf, configPath: path}
 	for _, w := range warns {
 		s.warnings = append(s.warnings, w.String())
 	}
 	if err := applyFlags(conf, opts); err != nil {
 		return nil, err
 	}
-	if conf.PolicyFile == "" {
+	// The reasons read as mptcpctl policy's, whose choice is the same.
+	switch {
+	case opts.PolicyPath != "":
+		s.policyWhy = "given with --policy"
+	case conf.PolicyFile != "":
+		s.policyWhy = "policy-file in " + path
+	default:
 		if _, err := os.Stat(DefaultPolicyPath); err == nil {
 			conf.PolicyFile = DefaultPolicyPath
+			s.policyWhy = "the default policy file"
+		} else {
+			s.policyWhy = "no policy-file in " + path + " and no " + DefaultPolicyPath
 		}
 	}
 	if err := checkPlugins(conf); err != nil {
@@ -144,6 +156,7 @@ func applyFlags(conf *policy.Config, opts Options) error {
 	str(policy.KeyPathManager, opts.PathManager, &conf.PathManager)
 	str(policy.KeyPolicyFile, opts.PolicyPath, &conf.PolicyFile)
 	str(policy.KeyStateDir, opts.StateDir, &conf.StateDir)
+	str(policy.KeyControlGroup, opts.ControlGroup, &conf.ControlGroup)
 	switch opts.Log {
 	case "", "stderr", "syslog", "journal", "null":
 	default:

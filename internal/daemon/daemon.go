@@ -14,6 +14,7 @@ import (
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/mptcpd-go/mptcpd/internal/control"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/pm"
@@ -36,6 +37,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Warnings and errors also go to status, from every goroutine.
+	problems := &problemLog{}
+	log = slog.New(newProblemHandler(log.Handler(), problems))
 	for _, w := range s.warnings {
 		log.Warn(w)
 	}
@@ -54,6 +58,17 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
+	// Before the state file: a second daemon in the namespace stops here.
+	ctl, err := startControl(s, opts.Version, problems, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := ctl.close(); err != nil {
+			log.Error("control socket", "err", err)
+		}
+	}()
+
 	client, err := mptcp.Dial(nil)
 	if err != nil {
 		return err
@@ -63,18 +78,20 @@ func Run(ctx context.Context, opts Options) error {
 		log:    log,
 		state:  netmon.NewState(),
 		notify: func(state string) { _, _ = sddaemon.SdNotify(false, state) },
+		ctl:    ctl,
 	}
-	started := []any{"version", opts.Version, "config", s.conf.Source, "policy", s.policy.Source}
+	started := []any{"version", opts.Version, "config", s.conf.Source, "policy", s.policy.Source, "socket", ctl.srv.Path()}
 	if s.conf.InKernelPM() {
 		store, err := openStore(s.conf.StateDir, log)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
-		e.rec = pm.NewReconciler(client, store, log)
+		e.kernel, e.store = &kernelView{Kernel: client}, store
+		e.rec = pm.NewReconciler(e.kernel, store, log)
 		started = append(started, "state", store.Path())
 	} else {
-		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, log); err != nil {
+		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, ctl, log); err != nil {
 			return err
 		}
 		defer func() {
@@ -120,7 +137,11 @@ func Run(ctx context.Context, opts Options) error {
 type engine struct {
 	log      *slog.Logger
 	rec      *pm.Reconciler // the in-kernel mode; nil in the userspace one
+	kernel   *kernelView    // what rec saw of the kernel; nil without a control plane
+	store    *pm.Store      // rec's ownership record; nil without a control plane
 	user     *userspaceMode // the userspace mode; nil in the in-kernel one
+	ctl      *controlPlane  // the control socket; nil in tests that need none
+	counters control.Counters
 	routes   router
 	state    *netmon.State
 	notify   func(string)
@@ -134,6 +155,9 @@ type engine struct {
 	retry             time.Duration // current retry backoff; 0 when the last pass was clean
 	leftOut           string        // the over-limit decisions last logged
 	status            string        // the STATUS= last sent to systemd
+	lastPlan          pm.Plan       // the last pass's, for status
+	adminLimits       []string      // the last pass's Result.AdminLimits
+	passed            time.Time     // when the last pass ended
 }
 
 // Retry backoff after a pass with failures: soon, then less often, never
@@ -151,6 +175,22 @@ func (e *engine) use(s *settings) {
 	e.settings = s
 	e.classify = pm.SysfsClassifier("/sys/class/net", s.policy)
 	e.force = true
+	e.publish(e.lastPlan)
+}
+
+// publish shows the control socket's clients the engine as it is now,
+// with plan the last pass's.
+func (e *engine) publish(plan pm.Plan) {
+	if e.ctl == nil {
+		return
+	}
+	sn := &snapshot{at: e.passed, settings: e.settings, user: e.user, network: e.last, plan: plan, counters: e.counters, admin: e.adminLimits}
+	if e.kernel != nil {
+		sn.kernel, sn.limits = e.kernel.snapshot()
+		sn.owned = e.store.Endpoints()
+	}
+	e.lastPlan = plan
+	e.ctl.publish(sn)
 }
 
 // loop handles events until ctx ends. A burst is absorbed whole (the
@@ -164,6 +204,11 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 	retry.Stop()
 	defer retry.Stop()
 	for {
+		// A reload asked for through the control socket is answered
+		// after the pass that follows it, so that its client then sees
+		// the new configuration at work.
+		var answer chan reloadOutcome
+		var outcome reloadOutcome
 		select {
 		case <-ctx.Done():
 			return nil
@@ -175,10 +220,16 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			e.drain(events)
 		case <-resync.C:
 			e.force = true
+			e.counters.Resyncs++
 		case <-retry.C:
 			e.force = true
+			e.counters.Retries++
 		case <-hup:
-			e.reload(reload, resync)
+			_ = e.reload(reload, resync)
+		case answer = <-e.ctl.reloadRequests():
+			outcome.err = e.reload(reload, resync)
+			s := e.settings
+			outcome.reloaded = control.Reloaded{Config: s.conf.Source, Policy: s.policy.Source}
 		case err := <-e.user.ended():
 			return fmt.Errorf("userspace path manager: %w", err)
 		case <-e.user.statusTick():
@@ -187,7 +238,11 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			}
 			continue
 		}
-		if !e.pass() {
+		ran := e.pass()
+		if answer != nil {
+			answer <- outcome
+		}
+		if !ran {
 			continue
 		}
 		if e.retry > 0 {
@@ -201,7 +256,9 @@ func (e *engine) apply(ev netmon.Event) {
 	if r, ok := ev.(netmon.ResyncNeeded); ok {
 		e.log.Warn("network events were lost, re-reading everything", "reason", r.Reason)
 		e.force = true
+		e.counters.Resyncs++
 	}
+	e.ctl.networkEvent(ev, e.state)
 	e.state.Apply(ev)
 }
 
@@ -219,15 +276,18 @@ func (e *engine) drain(events <-chan netmon.Event) {
 	}
 }
 
-// reload reads the configuration again; a bad one is logged and the
-// running one stays.
-func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) {
+// reload reads the configuration again; a bad one is logged and
+// returned, and the running one stays.
+func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) error {
 	e.notify("RELOADING=1")
 	defer e.notify("READY=1")
+	e.counters.Reloads++
 	s, err := load()
 	if err != nil {
 		e.log.Error("reload failed, keeping the running configuration", "err", err)
-		return
+		e.publish(e.lastPlan)
+		e.ctl.reloadEvent(err)
+		return err
 	}
 	for _, w := range s.warnings {
 		e.log.Warn(w)
@@ -246,6 +306,8 @@ func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) {
 	resync.Reset(s.conf.ResyncInterval)
 	e.use(s)
 	e.log.Info("configuration reloaded", "config", s.conf.Source, "policy", s.policy.Source)
+	e.ctl.reloadEvent(nil)
+	return nil
 }
 
 // pass reconciles when the state is complete and something may differ.
@@ -260,6 +322,7 @@ func (e *engine) pass() bool {
 	}
 	forced := e.force
 	e.force = false
+	e.counters.Passes++
 	if e.user != nil {
 		e.passUserspace(n, forced)
 		return true
@@ -279,6 +342,7 @@ func (e *engine) pass() bool {
 		e.log.Error("reconcile failed", "err", err)
 	}
 	e.report(res, took)
+	e.ctl.resultEvents(&res, n)
 	if forced || !reflect.DeepEqual(res.Plan.SourceRoutes, e.routed) {
 		if err := e.routes.Apply(res.Plan.SourceRoutes); err != nil {
 			e.log.Error("source routing", "err", err)
@@ -293,6 +357,8 @@ func (e *engine) pass() bool {
 		e.retry = min(max(2*e.retry, firstRetry), maxRetry)
 	}
 	if err == nil {
+		e.adminLimits, e.passed = res.AdminLimits, time.Now()
+		e.publish(res.Plan)
 		e.readyWith(fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)))
 	}
 	return true
@@ -312,6 +378,8 @@ func (e *engine) passUserspace(n pm.Network, forced bool) {
 			e.routed = plan.SourceRoutes
 		}
 	}
+	e.passed = time.Now()
+	e.publish(plan)
 	e.readyWith(e.user.status())
 }
 

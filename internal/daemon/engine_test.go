@@ -75,7 +75,8 @@ func newEngineRig(t testing.TB, s *settings) *engineRig {
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	r := &engineRig{k: k}
-	r.e = &engine{log: log, rec: pm.NewReconciler(c, st, log), routes: &fakeRouter{}, state: netmon.NewState(),
+	kv := &kernelView{Kernel: c}
+	r.e = &engine{log: log, rec: pm.NewReconciler(kv, st, log), kernel: kv, store: st, routes: &fakeRouter{}, state: netmon.NewState(),
 		notify: func(n string) {
 			r.mu.Lock()
 			defer r.mu.Unlock()

@@ -19,9 +19,10 @@ import (
 // that the connections already open meet a plugin that knows the usable
 // addresses.
 type userspaceMode struct {
-	eng    *userspace.Engine
-	events *mptcp.EventListener
-	diag   *mptcpdiag.Client
+	eng      *userspace.Engine
+	events   *mptcp.EventListener
+	diag     *mptcpdiag.Client // nil in tests
+	commands *commandLog       // the plugin's latest commands per connection
 
 	cancel context.CancelFunc
 	done   chan error // the event loop's result, once started
@@ -37,8 +38,8 @@ const eventBuffer = 4 << 20
 const statusEvery = 2 * time.Second
 
 // startUserspace subscribes to the mptcp_pm events and builds the engine
-// for the plugin conf names.
-func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy, buffer int, log *slog.Logger) (*userspaceMode, error) {
+// for the plugin conf names, its events and commands tapped for ctl.
+func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy, buffer int, ctl *controlPlane, log *slog.Logger) (*userspaceMode, error) {
 	events, err := mptcp.ListenEvents(nil)
 	if err != nil {
 		return nil, fmt.Errorf("userspace path manager: %w", err)
@@ -56,13 +57,30 @@ func startUserspace(client *mptcp.Client, conf *policy.Config, p *policy.Policy,
 		events.Close()
 		return nil, fmt.Errorf("userspace path manager: %w", err)
 	}
-	eng, err := userspace.New(userspace.Config{Client: client, Events: events, Lister: diag, Plugin: conf.PathManager, Policy: p, Log: log})
+	u, err := newUserspaceMode(client, events, diag, conf.PathManager, p, ctl, log)
 	if err != nil {
 		events.Close()
 		diag.Close()
 		return nil, err
 	}
-	return &userspaceMode{eng: eng, events: events, diag: diag, ticker: time.NewTicker(statusEvery)}, nil
+	u.diag = diag
+	return u, nil
+}
+
+// newUserspaceMode builds the engine for plugin over client and events,
+// both tapped for ctl. lister may be nil (tests).
+func newUserspaceMode(client userspace.Client, events *mptcp.EventListener, lister userspace.Lister, plugin string, p *policy.Policy, ctl *controlPlane, log *slog.Logger) (*userspaceMode, error) {
+	commands := newCommandLog()
+	tap := &eventTap{EventListener: events, ctl: ctl, commands: commands}
+	eng, err := userspace.New(userspace.Config{
+		Client: &commandTap{Client: client, plugin: plugin, ctl: ctl, commands: commands},
+		Events: tap, Lister: lister, Plugin: plugin, Policy: p, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tap.eng = eng
+	return &userspaceMode{eng: eng, events: events, commands: commands, ticker: time.NewTicker(statusEvery)}, nil
 }
 
 // network hands the engine the current network and policy, and starts
@@ -104,7 +122,9 @@ func (u *userspaceMode) status() string {
 // stop ends the event loop (Run closes the event socket) and waits.
 func (u *userspaceMode) stop() error {
 	u.ticker.Stop()
-	defer u.diag.Close()
+	if u.diag != nil {
+		defer u.diag.Close()
+	}
 	if u.done == nil {
 		return u.events.Close()
 	}
