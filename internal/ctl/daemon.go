@@ -301,16 +301,7 @@ func formatStatus(b *bytes.Buffer, st *control.Status, now time.Time) {
 		if !l.Usable {
 			state = "not usable: " + l.Why
 		}
-		var fams []string
-		if l.DefaultRoute4 {
-			fams = append(fams, "IPv4")
-		}
-		if l.DefaultRoute6 {
-			fams = append(fams, "IPv6")
-		}
-		if len(fams) > 0 {
-			state += ", default route " + strings.Join(fams, "+")
-		}
+		state += defaultRoutes(l.DefaultRoute4, l.DefaultRoute6)
 		fmt.Fprintf(b, "  %-*s  %-8s  %s\n", nameW, l.Name, l.Kind, state)
 	}
 

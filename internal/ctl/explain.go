@@ -274,17 +274,7 @@ func linkText(l pm.Link) string {
 	} else {
 		s += ", not usable: " + l.Why
 	}
-	var fams []string
-	if l.DefaultRoute4 {
-		fams = append(fams, "IPv4")
-	}
-	if l.DefaultRoute6 {
-		fams = append(fams, "IPv6")
-	}
-	if len(fams) > 0 {
-		s += ", default route " + strings.Join(fams, "+")
-	}
-	return s
+	return s + defaultRoutes(l.DefaultRoute4, l.DefaultRoute6)
 }
 
 // verdictText is the rest of an address line: the verdict with its rule,
@@ -509,4 +499,20 @@ func writeLimitJSON(w *jsonWriter, key string, l policy.Limit, want, kernel *uin
 	optionalUint("want", want)
 	optionalUint("kernel", kernel)
 	w.endObject()
+}
+
+// defaultRoutes says which families have a default route through a link:
+// ", default route IPv4+IPv6", or "" for none.
+func defaultRoutes(v4, v6 bool) string {
+	var fams []string
+	if v4 {
+		fams = append(fams, "IPv4")
+	}
+	if v6 {
+		fams = append(fams, "IPv6")
+	}
+	if len(fams) == 0 {
+		return ""
+	}
+	return ", default route " + strings.Join(fams, "+")
 }
