@@ -38,8 +38,19 @@ func TestDaemonUserspaceConnecting(t *testing.T) {
 		policy       string
 		client       []string // ip commands in the client before the connection
 		server       []string // and in the server (in-kernel path manager)
+		dial         string   // an IPv6 server address to connect to; "" is 10.0.1.1:5000
 		want         []string // the client's subflows (see linkSubflows)
 	}{{
+		// A subflow is bound to its link: IPv6 has no on-link fallback for
+		// a bound lookup without a route (IPv4 has), so wlan0 gets its
+		// own route to the server's first subnet, as a router would give.
+		name: "sspi IPv6", plugin: "sspi", links: 2, policy: usPolicy,
+		client: []string{"addr add 2001:db8:1::2/64 dev eth0 nodad", "addr add 2001:db8:2::2/64 dev wlan0 nodad",
+			"route add 2001:db8:1::/64 via 2001:db8:2::1 dev wlan0 metric 2048"},
+		server: []string{"addr add 2001:db8:1::1/64 dev s1 nodad", "addr add 2001:db8:2::1/64 dev s2 nodad"},
+		dial:   "[2001:db8:1::1]:5000",
+		want:   []string{"eth0 -> [2001:db8:1::1]:5000", "wlan0 -> [2001:db8:1::1]:5000"},
+	}, {
 		name: "sspi one per link", plugin: "sspi", links: 3, policy: usPolicy,
 		want: []string{"eth0 -> 10.0.1.1:5000", "wlan0 -> 10.0.1.1:5000", "wwan0 -> 10.0.1.1:5000 backup"},
 	}, {
@@ -80,8 +91,12 @@ func TestDaemonUserspaceConnecting(t *testing.T) {
 			ipBatch(t, top.server, append([]string{"mptcp limits set subflows 8"}, c.server...)...)
 			startMptcpd(t, top.client, c.policy, "--path-manager="+c.plugin, "--set-path-manager")
 			// The wildcard accepts joins to every server address.
-			startServer(t, top.server, echo, "0.0.0.0:5000")
-			held := holdConnection(t, top.client, echo, connWait, len(c.want)-1, "10.0.1.1:5000")
+			listen, dial := "0.0.0.0:5000", "10.0.1.1:5000"
+			if c.dial != "" {
+				listen, dial = "[::]:5000", c.dial
+			}
+			startServer(t, top.server, echo, listen)
+			held := holdConnection(t, top.client, echo, connWait, len(c.want)-1, dial)
 			newLinkSubflows(t, top.client).wait(t, c.plugin, c.want...)
 			held.release(t, connWait)
 		})
