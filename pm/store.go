@@ -134,9 +134,12 @@ func (s *Store) journalPath() string { return s.path + ".wal" }
 // a few hundred records, each a small write, then one rewrite.
 const compactAt = 16 << 10
 
-// record queues one journal line; the caller holds mu.
-func (s *Store) record(format string, args ...any) {
-	s.pending = fmt.Appendf(s.pending, format+"\n", args...)
+// record queues one journal line: a keyword, then the words append
+// adds; the caller holds mu. Appending by hand keeps fmt, cold after the
+// daemon idled, off the path from an address event to the kernel.
+func (s *Store) record(keyword string, words func([]byte) []byte) {
+	s.pending = append(append(s.pending, keyword...), ' ')
+	s.pending = append(words(s.pending), '\n')
 	s.dirty = true
 }
 
@@ -325,7 +328,11 @@ func (s *Store) own(e mptcp.Endpoint) {
 	eps := slices.DeleteFunc(s.data.Endpoints, func(x Owned) bool { return x.ID == e.ID })
 	i, _ := slices.BinarySearchFunc(eps, o.ID, func(x Owned, id mptcp.ID) int { return cmp.Compare(x.ID, id) })
 	s.data.Endpoints = slices.Insert(eps, i, o)
-	s.record("own %d %s %d", o.ID, o.Addr, o.Port)
+	s.record("own", func(b []byte) []byte {
+		b = append(strconv.AppendUint(b, uint64(o.ID), 10), ' ')
+		b = append(o.Addr.AppendTo(b), ' ')
+		return strconv.AppendUint(b, uint64(o.Port), 10)
+	})
 }
 
 // forget drops the record with id, if any.
@@ -335,7 +342,7 @@ func (s *Store) forget(id mptcp.ID) {
 	n := len(s.data.Endpoints)
 	s.data.Endpoints = slices.DeleteFunc(s.data.Endpoints, func(o Owned) bool { return o.ID == id })
 	if len(s.data.Endpoints) != n {
-		s.record("forget %d", id)
+		s.record("forget", func(b []byte) []byte { return strconv.AppendUint(b, uint64(id), 10) })
 	}
 }
 
@@ -359,7 +366,9 @@ func (s *Store) setLimit(which limitField, v uint32) {
 		return
 	}
 	*p = &v
-	s.record("limit %s %d", which.name, v)
+	s.record("limit", func(b []byte) []byte {
+		return strconv.AppendUint(append(append(b, which.name...), ' '), uint64(v), 10)
+	})
 }
 
 // Save writes the state file if the record changed since it was last
