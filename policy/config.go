@@ -3,6 +3,8 @@ package policy
 import (
 	"errors"
 	"io/fs"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -49,6 +51,9 @@ type Config struct {
 	// ControlGroup is the group (a name or a number) whose members may use
 	// the daemon's control socket besides root; "" for root only.
 	ControlGroup string
+	// MetricsListen is the address (IP:port, or :port for all) of the
+	// daemon's Prometheus endpoint; "" for none.
+	MetricsListen string
 
 	Set Key // bitmask of the keys given explicitly
 }
@@ -69,6 +74,7 @@ const (
 	KeyResyncInterval
 	KeySetPathManager
 	KeyControlGroup
+	KeyMetricsListen
 )
 
 type configKey struct {
@@ -115,6 +121,13 @@ var configKeys = []configKey{
 		c.ControlGroup = v
 		return nil
 	}},
+	{KeyMetricsListen, "metrics-listen", func(c *Config, v string) *Error {
+		if e := checkListenAddr(v); e != nil {
+			return e
+		}
+		c.MetricsListen = v
+		return nil
+	}},
 	{KeyResyncInterval, "resync-interval", func(c *Config, v string) *Error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -152,6 +165,34 @@ func validGroup(v string) bool {
 		}
 	}
 	return v != "$"
+}
+
+// CheckListenAddr checks a metrics-listen value: an IP address and a port
+// (192.0.2.1:9257, [2001:db8::1]:9257), or :port for every address.
+func CheckListenAddr(s string) error {
+	if e := checkListenAddr(s); e != nil {
+		return e
+	}
+	return nil
+}
+
+func checkListenAddr(v string) *Error {
+	const hint = "write an address and a port, such as 127.0.0.1:9257, [::1]:9257, or :9257 for every address"
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errorf("%q is not host:port", v).withHint(hint)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return errorf("%q: port %q is not a number from 1 to 65535", v, port).withHint(hint)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		// A name would be resolved at start, when DNS may not work yet.
+		return errorf("%q: %q is not an IP address", v, host).withHint(hint)
+	}
+	return nil
 }
 
 func setAbsPath(dst *string, v string) *Error {

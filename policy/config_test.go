@@ -33,16 +33,17 @@ func TestParseConfig(t *testing.T) {
 			in: "# comment\n\n[core]\n  log = journal  \nplugin-dir=/usr/lib/mptcpd\npath-manager=sspi\r\n" +
 				"addr-flags=subflow, backup\nnotify-flags=existing,check_route\nload-plugins=addr_adv,,sspi\n" +
 				"policy-file=/etc/mptcpd//policy\nstate-dir=/var/lib/m\nremove-on-exit=true\nresync-interval=1m30s\n" +
-				"set-path-manager=yes\ncontrol-group=mptcp-admin\n",
+				"set-path-manager=yes\ncontrol-group=mptcp-admin\nmetrics-listen=127.0.0.1:9257\n",
 			want: with(func(c *Config) {
 				c.Log, c.PluginDir, c.PathManager = "journal", "/usr/lib/mptcpd", "sspi"
 				c.AddrFlags = mptcp.FlagSubflow | mptcp.FlagBackup
 				c.NotifyFlags = NotifyExisting | NotifyCheckRoute
 				c.LoadPlugins = []string{"addr_adv", "sspi"}
 				c.PolicyFile, c.StateDir, c.RemoveOnExit, c.ResyncInterval = "/etc/mptcpd/policy", "/var/lib/m", true, 90*time.Second
-				c.SetPathManager, c.ControlGroup = true, "mptcp-admin"
+				c.SetPathManager, c.ControlGroup, c.MetricsListen = true, "mptcp-admin", "127.0.0.1:9257"
 				c.Set = KeyLog | KeyPluginDir | KeyPathManager | KeyAddrFlags | KeyNotifyFlags | KeyLoadPlugins |
-					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval | KeySetPathManager | KeyControlGroup
+					KeyPolicyFile | KeyStateDir | KeyRemoveOnExit | KeyResyncInterval | KeySetPathManager | KeyControlGroup |
+					KeyMetricsListen
 			}),
 		},
 		{
@@ -143,6 +144,39 @@ func TestControlGroup(t *testing.T) {
 			t.Errorf("control-group=%s: config %+v, error %v; want it accepted", tt.value, c, err)
 		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "c:2: control-group: ") || !strings.Contains(err.Error(), "is not a group name or number")):
 			t.Errorf("control-group=%s: error %v; want it refused", tt.value, err)
+		}
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	const hint = " (hint: write an address and a port, such as 127.0.0.1:9257, [::1]:9257, or :9257 for every address)"
+	for _, tt := range []struct {
+		value string
+		err   string // after "c:2: metrics-listen: "; "" when accepted
+	}{
+		{"127.0.0.1:9257", ""},
+		{"[::1]:9257", ""},
+		{"[fe80::1%eth0]:9257", ""},
+		{":9257", ""},
+		{"0.0.0.0:65535", ""},
+		{"127.0.0.1", `"127.0.0.1" is not host:port`},
+		{"::1:9257", `"::1:9257" is not host:port`},
+		{"127.0.0.1:", `"127.0.0.1:": port "" is not a number from 1 to 65535`},
+		{"127.0.0.1:0", `"127.0.0.1:0": port "0" is not a number from 1 to 65535`},
+		{"127.0.0.1:65536", `"127.0.0.1:65536": port "65536" is not a number from 1 to 65535`},
+		{"127.0.0.1:http", `"127.0.0.1:http": port "http" is not a number from 1 to 65535`},
+		{"localhost:9257", `"localhost:9257": "localhost" is not an IP address`},
+		{"10.0.0.256:9257", `"10.0.0.256:9257": "10.0.0.256" is not an IP address`},
+	} {
+		c, _, err := ParseConfig("c", []byte("[core]\nmetrics-listen="+tt.value+"\n"))
+		switch {
+		case tt.err == "" && (err != nil || c.MetricsListen != tt.value || c.Set != KeyMetricsListen):
+			t.Errorf("metrics-listen=%s: config %+v, error %v; want it accepted", tt.value, c, err)
+		case tt.err != "" && errText(err) != "c:2: metrics-listen: "+tt.err+hint:
+			t.Errorf("metrics-listen=%s: error\n%v\nwant\nc:2: metrics-listen: %s%s", tt.value, err, tt.err, hint)
+		}
+		if got, want := errText(CheckListenAddr(tt.value)), tt.err; want != "" && got != want+hint || want == "" && got != "" {
+			t.Errorf("CheckListenAddr(%q) = %q, want %q", tt.value, got, want)
 		}
 	}
 }

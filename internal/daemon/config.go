@@ -44,6 +44,7 @@ type Options struct {
 	SetPathManager *bool
 	ResyncInterval time.Duration
 	ControlGroup   string // who may use the control socket besides root
+	MetricsListen  string // the Prometheus endpoint's address
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
 	ReceiveBuffer int
@@ -157,10 +158,16 @@ func applyFlags(conf *policy.Config, opts Options) error {
 	str(policy.KeyPolicyFile, opts.PolicyPath, &conf.PolicyFile)
 	str(policy.KeyStateDir, opts.StateDir, &conf.StateDir)
 	str(policy.KeyControlGroup, opts.ControlGroup, &conf.ControlGroup)
+	str(policy.KeyMetricsListen, opts.MetricsListen, &conf.MetricsListen)
 	switch opts.Log {
 	case "", "stderr", "syslog", "journal", "null":
 	default:
 		errs = append(errs, fmt.Errorf("--log=%s: unknown destination (want stderr, syslog, journal or null)", opts.Log))
+	}
+	if opts.MetricsListen != "" {
+		if err := policy.CheckListenAddr(opts.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
+		}
 	}
 	if opts.AddrFlags != "" {
 		f, err := policy.ParseAddrFlags(opts.AddrFlags)

@@ -20,13 +20,13 @@ func writeFile(t *testing.T, name, data string) string {
 }
 
 func TestLoadSettingsFlagsOverrideFile(t *testing.T) {
-	conf := writeFile(t, "mptcpd.conf", "[core]\nlog=journal\naddr-flags=signal\nnotify-flags=existing,skip_loopback\n")
-	s, err := loadSettings(Options{ConfigPath: conf, Log: "stderr", AddrFlags: "subflow,backup"})
+	conf := writeFile(t, "mptcpd.conf", "[core]\nlog=journal\naddr-flags=signal\nnotify-flags=existing,skip_loopback\nmetrics-listen=:9257\n")
+	s, err := loadSettings(Options{ConfigPath: conf, Log: "stderr", AddrFlags: "subflow,backup", MetricsListen: "[::1]:9258"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.conf.Log != "stderr" || s.conf.AddrFlags != mptcp.FlagSubflow|mptcp.FlagBackup {
-		t.Errorf("log %q flags %v: the command line must win", s.conf.Log, s.conf.AddrFlags)
+	if s.conf.Log != "stderr" || s.conf.AddrFlags != mptcp.FlagSubflow|mptcp.FlagBackup || s.conf.MetricsListen != "[::1]:9258" {
+		t.Errorf("log %q flags %v metrics %q: the command line must win", s.conf.Log, s.conf.AddrFlags, s.conf.MetricsListen)
 	}
 	if _, err := os.Stat(DefaultPolicyPath); err != nil && s.policy.Source != "built-in" {
 		t.Errorf("policy %q, want the built-in one", s.policy.Source)
@@ -67,6 +67,7 @@ func TestLoadSettingsErrors(t *testing.T) {
 		{"bad notify flags", Options{ConfigPath: missing, NotifyFlags: "everything"}, "--notify-flags"},
 		{"bad log", Options{ConfigPath: missing, Log: "file"}, "--log=file"},
 		{"short resync", Options{ConfigPath: missing, ResyncInterval: 1}, "--resync-interval"},
+		{"metrics address", Options{ConfigPath: missing, MetricsListen: "localhost:9257"}, `--metrics-listen: "localhost:9257": "localhost" is not an IP address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadSettings(tc.opts)

@@ -117,6 +117,18 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer mon.Close()
 
+	if addr := s.conf.MetricsListen; addr != "" {
+		if e.metrics, err = startMetrics(addr, opts.Version, ctl, s.conf.InKernelPM(), log); err != nil {
+			return err
+		}
+		defer func() {
+			if err := e.metrics.close(); err != nil {
+				log.Error("metrics endpoint", "err", err)
+			}
+		}()
+		started = append(started, "metrics", e.metrics.addr.String())
+	}
+
 	e.use(s)
 	log.Info("mptcpd started", started...)
 
@@ -141,6 +153,7 @@ type engine struct {
 	store    *pm.Store      // rec's ownership record; nil without a control plane
 	user     *userspaceMode // the userspace mode; nil in the in-kernel one
 	ctl      *controlPlane  // the control socket; nil in tests that need none
+	metrics  *metrics       // the Prometheus endpoint's; nil without metrics-listen
 	counters control.Counters
 	routes   router
 	state    *netmon.State
@@ -209,6 +222,7 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 		// the new configuration at work.
 		var answer chan reloadOutcome
 		var outcome reloadOutcome
+		var arrived time.Time // when the loop took the first of a batch of events
 		select {
 		case <-ctx.Done():
 			return nil
@@ -216,11 +230,13 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			if !ok {
 				return errors.New("network monitor stopped")
 			}
+			arrived = time.Now()
 			e.apply(ev)
 			e.drain(events)
 		case <-resync.C:
 			e.force = true
 			e.counters.Resyncs++
+			e.metrics.resync(resyncPeriodic)
 		case <-retry.C:
 			e.force = true
 			e.counters.Retries++
@@ -239,6 +255,9 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			continue
 		}
 		ran := e.pass()
+		if ran {
+			e.metrics.passEnded(arrived)
+		}
 		if answer != nil {
 			answer <- outcome
 		}
@@ -257,6 +276,7 @@ func (e *engine) apply(ev netmon.Event) {
 		e.log.Warn("network events were lost, re-reading everything", "reason", r.Reason)
 		e.force = true
 		e.counters.Resyncs++
+		e.metrics.resync(resyncNetworkEventsLost)
 	}
 	e.ctl.networkEvent(ev, e.state)
 	e.state.Apply(ev)
@@ -303,6 +323,10 @@ func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) err
 		e.log.Warn("path-manager changes take effect at restart", "path_manager", s.conf.PathManager)
 		s.conf.PathManager = e.settings.conf.PathManager
 	}
+	if s.conf.MetricsListen != e.settings.conf.MetricsListen {
+		e.log.Warn("metrics-listen changes take effect at restart", "metrics_listen", s.conf.MetricsListen)
+		s.conf.MetricsListen = e.settings.conf.MetricsListen
+	}
 	resync.Reset(s.conf.ResyncInterval)
 	e.use(s)
 	e.log.Info("configuration reloaded", "config", s.conf.Source, "policy", s.policy.Source)
@@ -336,6 +360,7 @@ func (e *engine) pass() bool {
 	}
 	res, err := reconcile(n, e.settings.policy)
 	took := time.Since(start)
+	e.metrics.reconciled(&res, err)
 	e.last, e.reconciled = n, true
 	clean := err == nil && len(res.Failed) == 0 && !res.Retry
 	if err != nil {
