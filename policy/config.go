@@ -55,6 +55,10 @@ type Config struct {
 	// daemon's Prometheus endpoint; "" for none.
 	MetricsListen string
 
+	// SSH is the [ssh] section, read by the SSH endpoint (mptcpd-ssh);
+	// the daemon ignores it.
+	SSH SSHConfig
+
 	Set Key // bitmask of the keys given explicitly
 }
 
@@ -177,7 +181,7 @@ func CheckListenAddr(s string) error {
 }
 
 func checkListenAddr(v string) *Error {
-	const hint = "write an address and a port, such as 127.0.0.1:9257, [::1]:9257, or :9257 for every address"
+	const hint = "write an IP address and a port, such as 192.0.2.1:22 or [::1]:9257, or :PORT for every address"
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
 		return errorf("%q is not host:port", v).withHint(hint)
@@ -265,7 +269,8 @@ type configParser struct {
 	c       *Config
 	warns   []Warning
 	section string
-	seen    map[Key]int // key -> line that set it
+	seen    map[Key]int    // key -> line that set it
+	seenSSH map[string]int // [ssh] key -> line that set it
 }
 
 func (cp *configParser) warn(pos Position, msg string) {
@@ -288,9 +293,9 @@ func (cp *configParser) line(pos Position, line string) *Error {
 			return errorf("malformed section header %q", line).withHint("write [core]")
 		}
 		cp.section = line[1:end]
-		if cp.section != "core" {
+		if cp.section != "core" && cp.section != "ssh" {
 			msg := "unknown section [" + cp.section + "]: its keys are ignored"
-			if h := didYouMean(cp.section, []string{"core"}); h != "" {
+			if h := didYouMean(cp.section, []string{"core", "ssh"}); h != "" {
 				msg += " (" + h + ")"
 			}
 			cp.warn(pos, msg)
@@ -305,6 +310,8 @@ func (cp *configParser) line(pos Position, line string) *Error {
 	case cp.section == "":
 		// Intel's parser rejects the whole file.
 		return errorf("key %s before any section", key).withHint("put it under [core]")
+	case cp.section == "ssh":
+		return cp.sshLine(pos, key, value)
 	case cp.section != "core":
 		return nil // warned about at the header
 	}

@@ -149,7 +149,7 @@ func TestControlGroup(t *testing.T) {
 }
 
 func TestMetricsListen(t *testing.T) {
-	const hint = " (hint: write an address and a port, such as 127.0.0.1:9257, [::1]:9257, or :9257 for every address)"
+	const hint = " (hint: write an IP address and a port, such as 192.0.2.1:22 or [::1]:9257, or :PORT for every address)"
 	for _, tt := range []struct {
 		value string
 		err   string // after "c:2: metrics-listen: "; "" when accepted
