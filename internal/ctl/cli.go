@@ -20,6 +20,8 @@ import (
 // Env is what Main runs with. Tests replace the streams and the backend.
 type Env struct {
 	Stdout, Stderr io.Writer
+	// Stdin is read by ssh-proxy when it copies; nil means os.Stdin.
+	Stdin io.Reader
 	// Version is printed by --version.
 	Version string
 	// Open opens the backend of a namespace ("" is mptcpctl's own); nil
@@ -533,6 +535,7 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand(), r.userspaceCommand())
 	root.AddCommand(r.daemonCommands()...)
+	root.AddCommand(r.sshCommands()...)
 	root.Flags().SetInterspersed(false)
 	return root
 }
