@@ -31,6 +31,8 @@ var (
 	mptcpechoErr error
 	mptcpdBin    string // cmd/mptcpd, the daemon
 	mptcpdErr    error
+	mptcpdSSHBin string // cmd/mptcpd-ssh, the SSH endpoint
+	mptcpdSSHErr error
 )
 
 // Environment knobs of the tests in this package.
@@ -61,6 +63,7 @@ func testMain(m *testing.M) int {
 	if os.Geteuid() == 0 {
 		mptcpechoBin, mptcpechoErr = buildBinary(dir, "internal/mptcpecho")
 		mptcpdBin, mptcpdErr = buildBinary(dir, "cmd/mptcpd")
+		mptcpdSSHBin, mptcpdSSHErr = buildBinary(dir, "cmd/mptcpd-ssh")
 		if os.Getenv(envMptcpctl) == "" {
 			mptcpctlBin, mptcpctlErr = buildBinary(dir, "cmd/mptcpctl")
 		}
