@@ -10,7 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test unit integration lint fuzz bench demo install clean
+.PHONY: all build test unit integration lint fuzz bench demo install clean man completion
 
 all: build
 
@@ -52,10 +52,22 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Installs the binaries, the systemd unit and the example configuration
-# (never over an existing /etc file). DESTDIR for packaging.
+# Man pages (doc/man and mptcpctl's command tree) and mptcpctl's shell
+# completion, made by a program run on the build host, so that a
+# cross-compiled build gets them too. SOURCE_DATE_EPOCH dates the pages.
+man:
+	rm -rf $(BIN)/man
+	$(GO) run ./doc/docgen -version '$(VERSION)' -man $(BIN)/man
+
+completion:
+	rm -rf $(BIN)/completion
+	$(GO) run ./doc/docgen -completion $(BIN)/completion
+
+# Installs the binaries, the systemd unit, the example configuration
+# (never over an existing /etc file), the man pages and mptcpctl's shell
+# completion. DESTDIR for packaging.
 PREFIX  ?= /usr
-install: build
+install: build man completion
 	install -D -m 0755 $(BIN)/mptcpd $(DESTDIR)$(PREFIX)/sbin/mptcpd
 	install -D -m 0755 $(BIN)/mptcpctl $(DESTDIR)$(PREFIX)/bin/mptcpctl
 	install -D -m 0644 dist/mptcpd.service $(DESTDIR)/etc/systemd/system/mptcpd.service
@@ -63,6 +75,12 @@ install: build
 	install -d $(DESTDIR)/etc/mptcpd
 	[ -e $(DESTDIR)/etc/mptcpd/mptcpd.conf ] || install -m 0644 mptcpd.conf.example $(DESTDIR)/etc/mptcpd/mptcpd.conf
 	install -D -m 0644 policy.example $(DESTDIR)$(PREFIX)/share/doc/mptcpd-go/policy.example
+	install -d $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0644 $(BIN)/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 $(BIN)/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -D -m 0644 $(BIN)/completion/mptcpctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/mptcpctl
+	install -D -m 0644 $(BIN)/completion/_mptcpctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_mptcpctl
+	install -D -m 0644 $(BIN)/completion/mptcpctl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/mptcpctl.fish
 
 clean:
 	rm -rf $(BIN)
