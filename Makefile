@@ -63,18 +63,22 @@ completion:
 	rm -rf $(BIN)/completion
 	$(GO) run ./doc/docgen -completion $(BIN)/completion
 
-# Installs the binaries, the systemd unit, the example configuration
+# Installs the binaries, the systemd units, the example configuration
 # (never over an existing /etc file), the man pages and mptcpctl's shell
-# completion. DESTDIR for packaging.
+# completion. The ssh.socket drop-in goes to the documentation, not to
+# /etc: it works only with systemd 257 or later. DESTDIR for packaging.
 PREFIX  ?= /usr
 install: build man completion
 	install -D -m 0755 $(BIN)/mptcpd $(DESTDIR)$(PREFIX)/sbin/mptcpd
+	install -D -m 0755 $(BIN)/mptcpd-ssh $(DESTDIR)$(PREFIX)/sbin/mptcpd-ssh
 	install -D -m 0755 $(BIN)/mptcpctl $(DESTDIR)$(PREFIX)/bin/mptcpctl
 	install -D -m 0644 dist/mptcpd.service $(DESTDIR)/etc/systemd/system/mptcpd.service
+	install -D -m 0644 dist/mptcpd-ssh.service $(DESTDIR)/etc/systemd/system/mptcpd-ssh.service
 	install -D -m 0644 dist/rt_protos.conf $(DESTDIR)/etc/iproute2/rt_protos.d/mptcpd.conf
 	install -d $(DESTDIR)/etc/mptcpd
 	[ -e $(DESTDIR)/etc/mptcpd/mptcpd.conf ] || install -m 0644 mptcpd.conf.example $(DESTDIR)/etc/mptcpd/mptcpd.conf
 	install -D -m 0644 policy.example $(DESTDIR)$(PREFIX)/share/doc/mptcpd-go/policy.example
+	install -D -m 0644 dist/ssh.socket-mptcp.conf $(DESTDIR)$(PREFIX)/share/doc/mptcpd-go/ssh.socket-mptcp.conf
 	install -d $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0644 $(BIN)/man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 $(BIN)/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/

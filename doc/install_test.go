@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,8 +50,10 @@ func TestCompletions(t *testing.T) {
 
 // TestMakeInstall runs make install into a temporary DESTDIR and checks
 // that the pages and completion scripts are where man and the shells
-// look, that they are the ones ManPages renders, and that the installed
-// mptcpctl answers the bash script's completion requests.
+// look, that they are the ones ManPages renders, that the files copied
+// from the repository are in place, that each systemd unit starts an
+// installed daemon of the version built, and that the installed mptcpctl
+// answers the bash script's completion requests.
 func TestMakeInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and the documentation")
@@ -96,6 +99,39 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 
+	for _, f := range []struct{ src, dst string }{
+		{"dist/mptcpd.service", "etc/systemd/system/mptcpd.service"},
+		{"dist/mptcpd-ssh.service", "etc/systemd/system/mptcpd-ssh.service"},
+		{"dist/rt_protos.conf", "etc/iproute2/rt_protos.d/mptcpd.conf"},
+		{"mptcpd.conf.example", "etc/mptcpd/mptcpd.conf"},
+		{"policy.example", "usr/share/doc/mptcpd-go/policy.example"},
+		// Documentation only: it needs systemd 257 or later.
+		{"dist/ssh.socket-mptcp.conf", "usr/share/doc/mptcpd-go/ssh.socket-mptcp.conf"},
+	} {
+		want, err := os.ReadFile(filepath.Join(root, f.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dest, f.dst)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s not installed as /%s (%v)", f.src, f.dst, err)
+		}
+	}
+	for _, unit := range []string{"mptcpd.service", "mptcpd-ssh.service"} {
+		text, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system", unit))
+		if err != nil {
+			continue // reported above
+		}
+		prog := execStart.FindSubmatch(text)
+		if prog == nil {
+			t.Errorf("%s has no ExecStart=", unit)
+			continue
+		}
+		out, err := exec.Command(filepath.Join(dest, string(prog[1])), "--version").Output()
+		if got := strings.TrimSpace(string(out)); err != nil || !strings.HasSuffix(got, " "+testHeader.Version) {
+			t.Errorf("%s starts %s: --version says %q (%v), want version %s", unit, prog[1], got, err, testHeader.Version)
+		}
+	}
+
 	// The bash script asks "mptcpctl __complete WORDS..." for the
 	// candidates, one a line with a tab before its description, then a
 	// ":DIRECTIVE" line.
@@ -115,3 +151,6 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 }
+
+// execStart finds the program a systemd unit's ExecStart= runs.
+var execStart = regexp.MustCompile(`(?m)^ExecStart=(/\S+)`)

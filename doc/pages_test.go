@@ -23,7 +23,7 @@ func TestManPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
-		"mptcpd.8", "mptcpd.conf.5", "mptcpd-policy.5",
+		"mptcpd.8", "mptcpd.conf.5", "mptcpd-policy.5", "mptcpd-ssh.8",
 		"mptcpctl.8", "mptcpctl-endpoint-add.8", "mptcpctl-limits-set.8", "mptcpctl-policy-check.8",
 		"mptcpctl-completion-bash.8",
 	} {
@@ -34,6 +34,7 @@ func TestManPages(t *testing.T) {
 	for name, want := range map[string]string{
 		"mptcpd.8":                `.TH "MPTCPD" "8" "Jan 2026" "mptcpd-go v1.2.3" "System Manager's Manual"`,
 		"mptcpd.conf.5":           `.TH "MPTCPD.CONF" "5" "Jan 2026" "mptcpd-go v1.2.3" "File Formats Manual"`,
+		"mptcpd-ssh.8":            `.TH "MPTCPD-SSH" "8" "Jan 2026" "mptcpd-go v1.2.3" "System Manager's Manual"`,
 		"mptcpctl-endpoint-add.8": `.TH "MPTCPCTL-ENDPOINT-ADD" "8" "Jan 2026" "mptcpd-go v1.2.3" "System Manager's Manual"`,
 	} {
 		if got := titleLine(pages[name]); got != want {

@@ -19,38 +19,55 @@ import (
 // tests fail when an option, a key or a statement is added, renamed or
 // removed without its page following.
 
-// TestMptcpdOptions compares the options of mptcpd.8 with the ones
-// mptcpd --help lists (hidden testing flags are not documented).
-func TestMptcpdOptions(t *testing.T) {
+// TestDaemonOptions compares the OPTIONS of each daemon's page with the
+// options its --help lists (hidden testing flags are not documented).
+func TestDaemonOptions(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command to build mptcpd with")
+		t.Skip("no go command to build the daemons with")
 	}
-	bin := filepath.Join(t.TempDir(), "mptcpd")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mptcpd-go/mptcpd/cmd/mptcpd").CombinedOutput(); err != nil {
-		t.Fatalf("building mptcpd: %v\n%s", err, out)
+	for _, tc := range []struct{ cmd, page string }{
+		{"mptcpd", "mptcpd.8.md"},
+		{"mptcpd-ssh", "mptcpd-ssh.8.md"},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			want := helpOptions(t, goTool, tc.cmd)
+			var got []string
+			for _, term := range terms(section(t, tc.page, "OPTIONS")) {
+				for _, m := range boldOption.FindAllStringSubmatch(term, -1) {
+					got = append(got, m[1])
+				}
+			}
+			compareWords(t, tc.page+"'s OPTIONS", want, got)
+		})
+	}
+}
+
+// helpOptions builds cmd/NAME and returns the short and long options
+// its --help lists.
+func helpOptions(t *testing.T, goTool, name string) []string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mptcpd-go/mptcpd/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
 	help, err := exec.Command(bin, "--help").Output()
 	if err != nil {
-		t.Fatalf("mptcpd --help: %v", err)
+		t.Fatalf("%s --help: %v", name, err)
 	}
-	var want []string
+	var opts []string
 	for _, m := range helpOption.FindAllStringSubmatch(string(help), -1) {
 		if m[1] != "" {
-			want = append(want, m[1])
+			opts = append(opts, m[1])
 		}
-		want = append(want, m[2])
+		opts = append(opts, m[2])
 	}
-	if len(want) < 10 {
-		t.Fatalf("found only %q in mptcpd --help:\n%s", want, help)
+	// Both daemons have more than ten: fewer means helpOption no longer
+	// reads the help's layout.
+	if len(opts) < 10 {
+		t.Fatalf("found only %q in %s --help:\n%s", opts, name, help)
 	}
-	var got []string
-	for _, term := range terms(section(t, "mptcpd.8.md", "OPTIONS")) {
-		for _, m := range boldOption.FindAllStringSubmatch(term, -1) {
-			got = append(got, m[1])
-		}
-	}
-	compareWords(t, "mptcpd.8's OPTIONS", want, got)
+	return opts
 }
 
 var (
@@ -65,6 +82,12 @@ var (
 func TestConfigKeys(t *testing.T) {
 	want := strings.Split(policy.Key(math.MaxUint16).String(), ",")
 	compareWords(t, "mptcpd.conf.5's KEYS", want, termWords(t, "mptcpd.conf.5.md", "KEYS"))
+}
+
+// TestSSHConfigKeys compares the [ssh] keys of mptcpd.conf.5 with the
+// ones the parser knows.
+func TestSSHConfigKeys(t *testing.T) {
+	compareWords(t, "mptcpd.conf.5's SSH ENDPOINT KEYS", policy.SSHKeyNames(), termWords(t, "mptcpd.conf.5.md", "SSH ENDPOINT KEYS"))
 }
 
 // TestPolicyWords compares the statements and match criteria of

@@ -69,7 +69,9 @@ func positive(v string) (int, *Error) {
 	return n, nil
 }
 
-func sshKeyNames() []string {
+// SSHKeyNames are the names of the [ssh] section's keys, which are also
+// mptcpd-ssh's flags.
+func SSHKeyNames() []string {
 	names := make([]string, len(sshKeys))
 	for i, k := range sshKeys {
 		names[i] = k.name
@@ -82,7 +84,7 @@ func (cp *configParser) sshLine(pos Position, key, value string) *Error {
 	i := slices.IndexFunc(sshKeys, func(k sshKey) bool { return k.name == key })
 	if i < 0 {
 		msg := "unknown key " + key + " in [ssh] ignored"
-		if h := didYouMean(key, sshKeyNames()); h != "" {
+		if h := didYouMean(key, SSHKeyNames()); h != "" {
 			msg += " (" + h + ")"
 		}
 		cp.warn(pos, msg)
