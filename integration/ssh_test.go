@@ -633,13 +633,14 @@ func TestSSHWalk(t *testing.T) {
 
 // startLaptopMptcpd runs our daemon on the laptop with the built-in
 // policy, as a user would install it.
-func startLaptopMptcpd(t *testing.T, tb *testbed.Testbed) *background {
+func startLaptopMptcpd(t *testing.T, tb *testbed.Testbed, extra ...string) *background {
 	t.Helper()
 	bin := requireBinary(t, mptcpdBin, mptcpdErr)
 	dir := shmTempDir(t)
 	conf := filepath.Join(dir, "mptcpd.conf")
 	writeFile(t, conf, "")
-	cmd := tb.Laptop.Command(context.Background(), bin, "--config", conf, "--state-dir", filepath.Join(dir, "state"), "--log=stderr")
+	args := append([]string{"--config", conf, "--state-dir", filepath.Join(dir, "state"), "--log=stderr"}, extra...)
+	cmd := tb.Laptop.Command(context.Background(), bin, args...)
 	d := start(t, "mptcpd", cmd)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -103,6 +103,9 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl policy explain [ --policy FILE ] [ --config FILE ]
        mptcpctl connections [ -a | --all ] [ --state-dir DIR ]
        mptcpctl status | explain | events | reload [ --state-dir DIR ]
+       mptcpctl trace [ --interval D ] [ --duration D ] [ --format csv|json ] [ -o FILE ]
+       mptcpctl plot TRACE [ -o OUT ]
+       mptcpctl ssh [ SSH-ARGS ] | ssh-config [ HOST... ] | ssh-proxy HOST PORT
 ` + userspaceUsage + `
 FLAG-LIST := [ FLAG-LIST ] FLAG
 FLAG  := [ signal | subflow | backup | fullmesh | laminar ]
@@ -117,7 +120,9 @@ what it makes of the namespace's addresses ("mptcpctl policy --help");
 "connections" lists the MPTCP connections and their subflows;
 "userspace" drives the userspace path manager by hand, connection by
 connection ("mptcpctl userspace --help"); status, explain, events and
-reload ask the running mptcpd ("mptcpctl status --help").
+reload ask the running mptcpd ("mptcpctl status --help"); trace samples
+per-interface and per-subflow byte counters and plot draws them; ssh,
+ssh-config and ssh-proxy run ssh over MPTCP ("mptcpctl ssh-proxy --help").
 
 It takes the grammar of "ip mptcp" (iproute2 6.1) and prints the same
 text, byte for byte, so scripts written for ip work unchanged. Keywords may
@@ -535,6 +540,7 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand(), r.userspaceCommand())
 	root.AddCommand(r.daemonCommands()...)
+	root.AddCommand(r.traceCommands()...)
 	root.AddCommand(r.sshCommands()...)
 	root.Flags().SetInterspersed(false)
 	return root
