@@ -35,6 +35,36 @@ func (r *engineRig) serve(t *testing.T) *control.Client {
 	return dialControl(t, ctl)
 }
 
+// userspaceRig is an engine in the userspace mode with the sspi plugin on
+// the fake kernel, its control socket served; the caller runs it.
+func userspaceRig(t *testing.T, s *settings) (*engineRig, *control.Client) {
+	t.Helper()
+	s.conf.PathManager = "sspi"
+	k := mptcptest.NewKernel()
+	if err := k.SetPathManager("userspace"); err != nil {
+		t.Fatal(err)
+	}
+	client, err := k.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	events, err := k.ListenEvents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	r := &engineRig{k: k}
+	r.e = &engine{log: log, routes: &fakeRouter{}, state: netmon.NewState(), notify: func(string) {}}
+	r.e.use(s)
+	c := r.serve(t)
+	if r.e.user, err = newUserspaceMode(client, events, nil, "sspi", s.policy, r.e.ctl, log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.e.user.stop() })
+	return r, c
+}
+
 func dialControl(t *testing.T, ctl *controlPlane) *control.Client {
 	t.Helper()
 	c, err := control.Dial(ctl.srv.Path())
@@ -283,29 +313,8 @@ func TestControlAnotherDaemon(t *testing.T) {
 // kernel's events, through the taps.
 func TestControlUserspace(t *testing.T) {
 	s := testSettings(t, "match name=test*\n    flags subflow\n")
-	s.conf.PathManager = "sspi"
-	k := mptcptest.NewKernel()
-	if err := k.SetPathManager("userspace"); err != nil {
-		t.Fatal(err)
-	}
-	client, err := k.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	events, err := k.ListenEvents()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	r := &engineRig{k: k}
-	r.e = &engine{log: log, routes: &fakeRouter{}, state: netmon.NewState(), notify: func(string) {}}
-	r.e.use(s)
-	c := r.serve(t)
-	if r.e.user, err = newUserspaceMode(client, events, nil, "sspi", s.policy, r.e.ctl, log); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.e.user.stop() })
+	r, c := userspaceRig(t, s)
+	k := r.k
 	r.e.publish(r.e.lastPlan)
 	w := watchEvents(t, r.e.ctl)
 

@@ -19,7 +19,6 @@ import (
 	"github.com/mptcpd-go/mptcpd/internal/golden"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
-	"github.com/mptcpd-go/mptcpd/nl/mptcptest"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/pm/userspace/userspacetest"
 )
@@ -147,29 +146,8 @@ func TestMetricsInKernel(t *testing.T) {
 
 func TestMetricsUserspace(t *testing.T) {
 	s := testSettings(t, subflowPolicy)
-	s.conf.PathManager = "sspi"
-	k := mptcptest.NewKernel()
-	if err := k.SetPathManager("userspace"); err != nil {
-		t.Fatal(err)
-	}
-	client, err := k.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	events, err := k.ListenEvents()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	r := &engineRig{k: k}
-	r.e = &engine{log: log, routes: &fakeRouter{}, state: netmon.NewState(), notify: func(string) {}}
-	r.e.use(s)
-	r.serve(t)
-	if r.e.user, err = newUserspaceMode(client, events, nil, "sspi", s.policy, r.e.ctl, log); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.e.user.stop() })
+	r, _ := userspaceRig(t, s)
+	k := r.k
 	m := r.withMetrics(nil)
 	l := r.run(t, nil)
 
