@@ -317,11 +317,7 @@ func (cp *configParser) line(pos Position, line string) *Error {
 	}
 	ki := slices.IndexFunc(configKeys, func(ck configKey) bool { return ck.name == key })
 	if ki < 0 {
-		msg := "unknown key " + key + " ignored"
-		if h := didYouMean(key, configKeyNames()); h != "" {
-			msg += " (" + h + ")"
-		}
-		cp.warn(pos, msg)
+		cp.warnUnknownKey(pos, key+" ignored", key, configKeyNames())
 		return nil
 	}
 	ck := configKeys[ki]
@@ -344,6 +340,16 @@ func (cp *configParser) line(pos Position, line string) *Error {
 		cp.warn(pos, "notify-flags without existing: mptcpd-go programs existing addresses anyway, because the endpoint table follows the current state")
 	}
 	return nil
+}
+
+// warnUnknownKey warns about an unknown key, suggesting a known one
+// close to it.
+func (cp *configParser) warnUnknownKey(pos Position, what, key string, known []string) {
+	msg := "unknown key " + what
+	if h := didYouMean(key, known); h != "" {
+		msg += " (" + h + ")"
+	}
+	cp.warn(pos, msg)
 }
 
 func configKeyNames() []string {

@@ -83,11 +83,7 @@ func SSHKeyNames() []string {
 func (cp *configParser) sshLine(pos Position, key, value string) *Error {
 	i := slices.IndexFunc(sshKeys, func(k sshKey) bool { return k.name == key })
 	if i < 0 {
-		msg := "unknown key " + key + " in [ssh] ignored"
-		if h := didYouMean(key, SSHKeyNames()); h != "" {
-			msg += " (" + h + ")"
-		}
-		cp.warn(pos, msg)
+		cp.warnUnknownKey(pos, key+" in [ssh] ignored", key, SSHKeyNames())
 		return nil
 	}
 	if first, dup := cp.seenSSH[key]; dup {
