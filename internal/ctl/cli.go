@@ -104,6 +104,7 @@ const usageText = `Usage: mptcpctl [ OPTIONS ] OBJECT COMMAND [ ARGS ]
        mptcpctl connections [ -a | --all ] [ --state-dir DIR ]
        mptcpctl status | explain | events | reload [ --state-dir DIR ]
        mptcpctl trace [ --interval D ] [ --duration D ] [ --format csv|json ] [ -o FILE ]
+       mptcpctl top [ --interval D ] [ --once ]
        mptcpctl plot TRACE [ -o OUT ]
        mptcpctl ssh [ SSH-ARGS ] | ssh-config [ HOST... ] | ssh-proxy HOST PORT
 ` + userspaceUsage + `
@@ -120,7 +121,8 @@ what it makes of the namespace's addresses ("mptcpctl policy --help");
 "connections" lists the MPTCP connections and their subflows;
 "userspace" drives the userspace path manager by hand, connection by
 connection ("mptcpctl userspace --help"); status, explain, events and
-reload ask the running mptcpd ("mptcpctl status --help"); trace samples
+reload ask the running mptcpd ("mptcpctl status --help"); top shows the
+interfaces and connections live; trace samples
 per-interface and per-subflow byte counters and plot draws them; ssh,
 ssh-config and ssh-proxy run ssh over MPTCP ("mptcpctl ssh-proxy --help").
 
@@ -540,6 +542,7 @@ func (r *runner) rootCommand() *cobra.Command {
 
 	root.AddCommand(endpoint, limits, monitor, r.policyCommand(), r.connectionsCommand(), r.userspaceCommand())
 	root.AddCommand(r.daemonCommands()...)
+	root.AddCommand(r.topCommand())
 	root.AddCommand(r.traceCommands()...)
 	root.AddCommand(r.sshCommands()...)
 	root.Flags().SetInterspersed(false)

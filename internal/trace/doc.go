@@ -14,7 +14,10 @@
 // listener's address has that address, so there the attribution says
 // little). Between rounds it records link events from nl/netmon as they
 // arrive: a link appearing or going, going up or down, gaining or losing
-// its carrier, an address added or removed.
+// its carrier, an address added or removed. Run writes the rounds and the
+// events; Watch hands them over instead, each round with the links' state
+// and the connections as sock_diag listed them, to a live view
+// (`mptcpctl top`).
 //
 // # Records
 //

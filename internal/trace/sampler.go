@@ -117,42 +117,70 @@ func (s *Sampler) Close() error {
 // last round and returns. It fails only when w does, or when the link monitor stops on its
 // own; a round that cannot read something leaves it out and logs why.
 func (s *Sampler) Run(ctx context.Context, w *Writer) error {
-	tick := time.NewTicker(s.interval)
-	defer tick.Stop()
 	write := func(recs []Record) error {
 		if err := w.Write(recs...); err != nil {
 			return err
 		}
 		return w.Flush()
 	}
-	if err := write(s.round(time.Now())); err != nil {
+	if err := s.Watch(ctx, func(r Round) error { return write(r.Records) }, write); err != nil {
+		return err
+	}
+	// A last round, so that the trace reaches its end.
+	return write(s.round(time.Now()).Records)
+}
+
+// Round is one round of a Sampler as Watch hands it over: the records Run
+// would write, and what a live view shows beside them.
+type Round struct {
+	Time time.Time
+	// Records are the round's link, conn and subflow records.
+	Records []Record
+	// Links and Addrs are the namespace's links and addresses as the
+	// link monitor knows them at Time.
+	Links []netmon.Link
+	Addrs []netmon.Addr
+	// Conns are the MPTCP sockets the records were read from, listeners
+	// included, with what records leave out (states, backup flags, RTTs).
+	Conns []mptcpdiag.Connection
+}
+
+// Watch calls round with a round at once, then every interval, and
+// events with the records of the link events as they come, on the
+// calling goroutine, until ctx ends (it then returns nil), a call fails
+// (its error is returned as is) or the link monitor stops on its own.
+func (s *Sampler) Watch(ctx context.Context, round func(Round) error, events func([]Record) error) error {
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	if err := round(s.round(time.Now())); err != nil {
 		return err
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			// A last round, so that the trace reaches its end.
-			return write(s.round(time.Now()))
+			return nil
 		case <-tick.C:
-			if err := write(s.round(time.Now())); err != nil {
+			if err := round(s.round(time.Now())); err != nil {
 				return err
 			}
 		case ev, ok := <-s.mon.Events():
 			if !ok {
 				if ctx.Err() != nil {
-					return write(s.round(time.Now()))
+					return nil
 				}
 				return errors.New("trace: the link monitor stopped")
 			}
-			if err := write(linkEvents(s.state, ev, time.Now(), true)); err != nil {
-				return err
+			if recs := linkEvents(s.state, ev, time.Now(), true); len(recs) > 0 {
+				if err := events(recs); err != nil {
+					return err
+				}
 			}
 		}
 	}
 }
 
 // round reads every counter once; its records share the time at.
-func (s *Sampler) round(at time.Time) []Record {
+func (s *Sampler) round(at time.Time) Round {
 	var recs []Record
 	add := func(r Record) {
 		if err := r.check(); err != nil {
@@ -200,7 +228,7 @@ func (s *Sampler) round(at time.Time) []Record {
 				RxBytes: sf.TCP.BytesReceived, TxBytes: sf.TCP.BytesSent, AckedBytes: sf.TCP.BytesAcked})
 		}
 	}
-	return recs
+	return Round{Time: at, Records: recs, Links: s.state.Links(), Addrs: s.state.Addrs(), Conns: conns}
 }
 
 // linkList dumps the links, again once if the dump was interrupted by a
