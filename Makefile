@@ -50,7 +50,7 @@ demo: build
 	BIN=$(BIN) ./scripts/demo.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 # Man pages (doc/man and mptcpctl's command tree) and mptcpctl's shell
 # completion, made by a program run on the build host, so that a

@@ -177,7 +177,7 @@ func sshTestbed(t *testing.T, rate uint64) *testbed.Testbed {
 	return tb
 }
 
-func setLimits(t *testing.T, ns *testbed.Namespace, subflows, accepted uint32) {
+func setLimits(t testing.TB, ns *testbed.Namespace, subflows, accepted uint32) {
 	t.Helper()
 	c, err := mptcp.Dial(&mptcp.Config{NetNS: ns.FD()})
 	if err != nil {
@@ -633,7 +633,7 @@ func TestSSHWalk(t *testing.T) {
 
 // startLaptopMptcpd runs our daemon on the laptop with the built-in
 // policy, as a user would install it.
-func startLaptopMptcpd(t *testing.T, tb *testbed.Testbed, extra ...string) *background {
+func startLaptopMptcpd(t testing.TB, tb *testbed.Testbed, extra ...string) *background {
 	t.Helper()
 	bin := requireBinary(t, mptcpdBin, mptcpdErr)
 	dir := shmTempDir(t)

@@ -30,7 +30,7 @@ import (
 const stopGrace = 5 * time.Second
 
 // twoLinks is a laptop with Wi-Fi and 4G at rate each (0: unshaped).
-func twoLinks(t *testing.T, rate uint64) *testbed.Testbed {
+func twoLinks(t testing.TB, rate uint64) *testbed.Testbed {
 	t.Helper()
 	return testbed.New(t, testbed.Config{Logf: t.Logf, Links: []testbed.LinkConfig{
 		{Name: "wlan0", Shape: testbed.Shape{Rate: rate}},
@@ -38,7 +38,7 @@ func twoLinks(t *testing.T, rate uint64) *testbed.Testbed {
 	}})
 }
 
-func startFlow(t *testing.T, start func(testbed.FlowConfig) (*testbed.Flow, error), cfg testbed.FlowConfig) *testbed.Flow {
+func startFlow(t testing.TB, start func(testbed.FlowConfig) (*testbed.Flow, error), cfg testbed.FlowConfig) *testbed.Flow {
 	t.Helper()
 	f, err := start(cfg)
 	if err != nil {
@@ -485,7 +485,7 @@ func waitSubflows(t *testing.T, tb *testbed.Testbed, n int) {
 
 // mptcpCounters are the laptop's and the server's non-zero MPTCP
 // counters, to tell why a subflow is missing.
-func mptcpCounters(t *testing.T, tb *testbed.Testbed) string {
+func mptcpCounters(t testing.TB, tb *testbed.Testbed) string {
 	var b strings.Builder
 	for _, ns := range []*testbed.Namespace{tb.Laptop, tb.Server} {
 		out, err := ns.Command(t.Context(), "nstat", "-az", "MPTcp*").CombinedOutput()
