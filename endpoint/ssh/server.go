@@ -313,25 +313,15 @@ func (s *Server) acceptLoop(ctx context.Context, l *net.TCPListener) error {
 // handle admits c and hands it to sshd, or resets it.
 func (s *Server) handle(c *net.TCPConn) {
 	src := clientAddr(c)
+	mptcp, _ := c.MultipathTCP()
 	s.mu.Lock()
 	verdict := s.adm.admit(src.Addr(), s.now())
 	if verdict != Admitted {
 		s.stats.Refused[verdict]++
 		s.pending[verdict]++
-	}
-	s.mu.Unlock()
-	if verdict != Admitted {
-		_ = c.SetLinger(0) // a reset: nothing lingers for a refused peer
-		_ = c.Close()
-		return
-	}
-	mptcp, _ := c.MultipathTCP()
-	pid, err := s.spawn(c)
-	s.mu.Lock()
-	if err != nil {
-		s.stats.Failed++
-		s.adm.done(src.Addr())
 	} else {
+		// Counted before sshd starts: sshd can greet the client before
+		// spawn returns, and a client that then reads Stats must see it.
 		s.stats.Active++
 		s.stats.Sessions++
 		if mptcp {
@@ -339,7 +329,22 @@ func (s *Server) handle(c *net.TCPConn) {
 		}
 	}
 	s.mu.Unlock()
+	if verdict != Admitted {
+		_ = c.SetLinger(0) // a reset: nothing lingers for a refused peer
+		_ = c.Close()
+		return
+	}
+	pid, err := s.spawn(c)
 	if err != nil {
+		s.mu.Lock()
+		s.stats.Active--
+		s.stats.Sessions--
+		if mptcp {
+			s.stats.MPTCP--
+		}
+		s.stats.Failed++
+		s.adm.done(src.Addr())
+		s.mu.Unlock()
 		s.log.Error("cannot start sshd", "client", src.String(), "err", err)
 		return
 	}
