@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mptcpd-go/mptcpd/endpoint/gate"
 )
 
 // Defaults of Config's zero fields.
@@ -81,6 +80,10 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
+func (c *Config) limits() gate.Limits {
+	return gate.Limits{MaxConnections: c.MaxConnections, MaxPerSource: c.MaxPerSource, Rate: c.Rate, Burst: c.Burst}
+}
+
 // Validate reports every problem of c at once (after defaults).
 func (c *Config) Validate() error {
 	d := c.withDefaults()
@@ -93,11 +96,8 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(d.SSHD) {
 		errs = append(errs, fmt.Errorf("sshd %q: not an absolute path (sshd refuses to run otherwise)", d.SSHD))
 	}
-	if d.MaxConnections < 0 || d.MaxPerSource < 0 || d.Burst < 0 || d.Rate < 0 {
-		errs = append(errs, errors.New("limits must not be negative"))
-	}
-	if d.MaxPerSource > d.MaxConnections {
-		errs = append(errs, fmt.Errorf("max-per-source %d is above max-connections %d", d.MaxPerSource, d.MaxConnections))
+	if err := d.limits().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -107,24 +107,20 @@ type Stats struct {
 	Active   int // sessions running now
 	Sessions int // handed to sshd in all
 	MPTCP    int // of them, over MPTCP rather than plain TCP
-	Refused  map[Refusal]int
+	Refused  map[gate.Refusal]int
 	Failed   int // sshd could not be started
 }
 
 // Server is a running SSH endpoint.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	listeners []*net.TCPListener
-	mptcp     bool
-	env       []string
+	cfg  Config
+	log  *slog.Logger
+	gate *gate.Gate
+	env  []string
 
-	mu      sync.Mutex
-	adm     *admission
-	stats   Stats
-	pending map[Refusal]int // refusals not yet logged
-	now     func() time.Time
-	wg      sync.WaitGroup // accept loops
+	mu    sync.Mutex
+	stats Stats
+	now   func() time.Time
 }
 
 // Listen checks cfg and sshd's configuration (`sshd -t` with the same
@@ -139,33 +135,17 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{
-		cfg:     c,
-		log:     c.Logger,
-		env:     sessionEnv(os.Environ()),
-		adm:     newAdmission(c.MaxConnections, c.MaxPerSource, c.Rate, c.Burst),
-		stats:   Stats{Refused: map[Refusal]int{}},
-		pending: map[Refusal]int{},
-		now:     time.Now,
+	g, err := gate.Listen(ctx, gate.Config{Listen: c.Listen, Limits: c.limits(), Logger: c.Logger})
+	if err != nil {
+		return nil, err
 	}
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(true)
-	s.mptcp = true
-	for _, addr := range c.Listen {
-		l, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			s.closeListeners()
-			return nil, fmt.Errorf("listen %s: %w", addr, err)
-		}
-		tl := l.(*net.TCPListener)
-		s.listeners = append(s.listeners, tl)
-		if ok, err := isMPTCP(tl); err != nil || !ok {
-			// Go falls back to TCP when the kernel refuses an MPTCP
-			// socket (net.mptcp.enabled=0, or no MPTCP at all).
-			s.mptcp = false
-		}
-	}
-	return s, nil
+	return &Server{
+		cfg:  c,
+		log:  c.Logger,
+		gate: g,
+		env:  sessionEnv(os.Environ()),
+		now:  time.Now,
+	}, nil
 }
 
 // checkSSHD runs `sshd -t` so that a broken sshd configuration or a
@@ -185,22 +165,6 @@ func checkSSHD(ctx context.Context, sshd string, args []string) error {
 	return nil
 }
 
-// isMPTCP reports whether the listener's socket is an MPTCP one.
-func isMPTCP(l *net.TCPListener) (bool, error) {
-	rc, err := l.SyscallConn()
-	if err != nil {
-		return false, err
-	}
-	var proto int
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		proto, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
-	}); err != nil {
-		return false, err
-	}
-	return proto == unix.IPPROTO_MPTCP, serr
-}
-
 // sessionEnv is the Server's environment without what systemd meant for
 // the Server alone (its notification socket, its socket activation).
 func sessionEnv(env []string) []string {
@@ -216,125 +180,48 @@ func sessionEnv(env []string) []string {
 
 // Addrs are the listeners' addresses (with the ports the kernel chose for
 // port 0).
-func (s *Server) Addrs() []net.Addr {
-	addrs := make([]net.Addr, len(s.listeners))
-	for i, l := range s.listeners {
-		addrs[i] = l.Addr()
-	}
-	return addrs
-}
+func (s *Server) Addrs() []net.Addr { return s.gate.Addrs() }
 
 // MPTCP reports whether the listeners are MPTCP sockets; false means
 // the kernel refused MPTCP and they serve plain TCP only.
-func (s *Server) MPTCP() bool { return s.mptcp }
+func (s *Server) MPTCP() bool { return s.gate.MPTCP() }
 
 // Stats returns a copy of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.stats
-	st.Refused = make(map[Refusal]int, len(s.stats.Refused))
-	for k, v := range s.stats.Refused {
-		st.Refused[k] = v
-	}
+	s.mu.Unlock()
+	st.Refused = s.gate.Refused()
 	return st
 }
 
 // Serve accepts connections until ctx ends, then closes the listeners and
 // returns; sessions keep running.
 func (s *Server) Serve(ctx context.Context) error {
-	if !s.mptcp {
+	if !s.MPTCP() {
 		s.log.Warn("MPTCP is not available in this namespace (is net.mptcp.enabled 0?): serving plain TCP")
 	}
 	for _, a := range s.Addrs() {
-		s.log.Info("listening", "addr", a.String(), "mptcp", s.mptcp, "sshd", s.cfg.SSHD)
+		s.log.Info("listening", "addr", a.String(), "mptcp", s.MPTCP(), "sshd", s.cfg.SSHD)
 	}
-	errc := make(chan error, len(s.listeners))
-	for _, l := range s.listeners {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			errc <- s.acceptLoop(ctx, l)
-		}()
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var err error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case err = <-errc:
-			break loop
-		case <-tick.C:
-			s.logRefusals()
-		}
-	}
-	s.closeListeners()
-	s.wg.Wait()
-	s.logRefusals()
-	return err
+	return s.gate.Serve(ctx, s.handle)
 }
 
-func (s *Server) closeListeners() {
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
-}
-
-func (s *Server) acceptLoop(ctx context.Context, l *net.TCPListener) error {
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := l.AcceptTCP()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of descriptors or memory: wait and try again, as
-			// net/http does, rather than spin or stop serving.
-			var errno syscall.Errno
-			if errors.As(err, &errno) && (errno == syscall.EMFILE || errno == syscall.ENFILE || errno == syscall.ENOBUFS || errno == syscall.ENOMEM) {
-				s.log.Warn("accept", "addr", l.Addr().String(), "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			if errors.Is(err, syscall.ECONNABORTED) {
-				continue
-			}
-			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
-		}
-		backoff = 5 * time.Millisecond
-		s.handle(c)
-	}
-}
-
-// handle admits c and hands it to sshd, or resets it.
-func (s *Server) handle(c *net.TCPConn) {
-	src := clientAddr(c)
+// handle hands an admitted connection to sshd; done frees its place in
+// the limits when the session ends.
+func (s *Server) handle(c *net.TCPConn, done func()) {
+	src := gate.ClientAddr(c)
 	mptcp, _ := c.MultipathTCP()
+	// Counted before sshd starts: sshd can greet the client before
+	// spawn returns, and a client that then reads Stats must see it.
 	s.mu.Lock()
-	verdict := s.adm.admit(src.Addr(), s.now())
-	if verdict != Admitted {
-		s.stats.Refused[verdict]++
-		s.pending[verdict]++
-	} else {
-		// Counted before sshd starts: sshd can greet the client before
-		// spawn returns, and a client that then reads Stats must see it.
-		s.stats.Active++
-		s.stats.Sessions++
-		if mptcp {
-			s.stats.MPTCP++
-		}
+	s.stats.Active++
+	s.stats.Sessions++
+	if mptcp {
+		s.stats.MPTCP++
 	}
 	s.mu.Unlock()
-	if verdict != Admitted {
-		_ = c.SetLinger(0) // a reset: nothing lingers for a refused peer
-		_ = c.Close()
-		return
-	}
-	pid, err := s.spawn(c)
+	pid, err := s.spawn(c, done)
 	if err != nil {
 		s.mu.Lock()
 		s.stats.Active--
@@ -343,24 +230,17 @@ func (s *Server) handle(c *net.TCPConn) {
 			s.stats.MPTCP--
 		}
 		s.stats.Failed++
-		s.adm.done(src.Addr())
 		s.mu.Unlock()
+		done()
 		s.log.Error("cannot start sshd", "client", src.String(), "err", err)
 		return
 	}
 	s.log.Info("session", "client", src.String(), "mptcp", mptcp, "pid", pid)
 }
 
-// clientAddr is c's peer as sshd logs it: an IPv4 client of a dual-stack
-// listener without its ::ffff: prefix.
-func clientAddr(c *net.TCPConn) netip.AddrPort {
-	a := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-}
-
 // spawn starts `sshd -i` on c's socket and waits for it in the background.
-func (s *Server) spawn(c *net.TCPConn) (int, error) {
-	src := clientAddr(c)
+func (s *Server) spawn(c *net.TCPConn, done func()) (int, error) {
+	src := gate.ClientAddr(c)
 	// File is a blocking duplicate of the socket: what sshd expects on
 	// its standard input and output.
 	f, err := c.File()
@@ -383,8 +263,8 @@ func (s *Server) spawn(c *net.TCPConn) (int, error) {
 		err := cmd.Wait()
 		s.mu.Lock()
 		s.stats.Active--
-		s.adm.done(src.Addr())
 		s.mu.Unlock()
+		done()
 		s.log.Debug("session ended", "client", src.String(), "pid", cmd.Process.Pid,
 			"after", s.now().Sub(start).Round(time.Millisecond), "status", exitStatus(err))
 	}()
@@ -396,25 +276,4 @@ func exitStatus(err error) string {
 		return "0"
 	}
 	return err.Error()
-}
-
-// logRefusals writes one line for the connections refused since the last
-// one, so that a flood costs a line a second, not a line a connection.
-func (s *Server) logRefusals() {
-	s.mu.Lock()
-	if len(s.pending) == 0 {
-		s.mu.Unlock()
-		return
-	}
-	attrs := []any{}
-	total := 0
-	for _, r := range []Refusal{RefusedRate, RefusedTotal, RefusedPerSource} {
-		if n := s.pending[r]; n > 0 {
-			attrs = append(attrs, string(r), n)
-			total += n
-		}
-	}
-	clear(s.pending)
-	s.mu.Unlock()
-	s.log.Warn("connections refused over the limits", append([]any{"count", total}, attrs...)...)
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mptcpd-go/mptcpd/endpoint/gate"
 )
 
 // fakeSSHD writes a script that stands in for sshd -i: it greets with
@@ -167,7 +169,7 @@ func TestServerLimits(t *testing.T) {
 		t.Fatal("third connection from one address admitted, max-per-source 2")
 	}
 	st := s.Stats()
-	if st.Refused[RefusedPerSource] != 1 || st.Active != 2 {
+	if st.Refused[gate.RefusedPerSource] != 1 || st.Active != 2 {
 		t.Errorf("stats %+v", st)
 	}
 	// A session that ends frees its place.
@@ -185,7 +187,7 @@ func TestServerRate(t *testing.T) {
 			t.Fatal("connection admitted past the burst at 0.01/s")
 		}
 	}
-	if st := s.Stats(); st.Refused[RefusedRate] != 5 || st.Sessions != 2 {
+	if st := s.Stats(); st.Refused[gate.RefusedRate] != 5 || st.Sessions != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -1,4 +1,4 @@
-package ssh
+package gate
 
 import (
 	"net/netip"
