@@ -47,10 +47,18 @@
 //	Link.SetShape(Shape)       tc qdisc replace ... root tbf on the four egresses
 //	                           of the path (laptop, AP both sides, server).
 //
+// With Config.LAN a client sits behind the laptop (192.168.1.2 on lan0,
+// the laptop 192.168.1.1), and with Config.Destination a host behind the
+// server (203.0.113.2 on dst0, the server 203.0.113.1): the laptop is then
+// a home gateway and the server a relay, and neither forwards, so the
+// client reaches the destination only through a relay.
+//
 // What this kernel (6.18, see ../../shared/KERNEL.md) cannot do, and what
-// stands in: no netem, so no added delay or random loss (the only delay
-// is tbf's queue, at most Shape.Latency; an idle path's round trip is
-// tens of microseconds); no gact, so no tc drop action (Blackhole uses ip
+// stands in: no netem, so no random loss, and delay comes from a delay
+// line (LinkConfig.Delay): the AP routes what it forwards through two TUN
+// devices and this process holds each packet for the delay (without one,
+// the only delay is tbf's queue, at most Shape.Latency, and an idle
+// path's round trip is tens of microseconds); no gact, so no tc drop action (Blackhole uses ip
 // rules); veth has no `ip link set carrier off`, so a carrier loss is
 // the peer going down. A namespace may only pick a congestion control
 // the host allows (here reno and bbr), so flows set theirs per socket

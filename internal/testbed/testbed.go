@@ -28,6 +28,16 @@ type Config struct {
 	// net.ipv4.tcp_allowed_congestion_control, a socket with
 	// CAP_NET_ADMIN any.
 	Congestion string
+	// LAN puts a client behind the laptop, which is then a home
+	// gateway: the client's lan0 ↔ the laptop's lan0, 192.168.1.0/24,
+	// the client's default route through the laptop. The laptop does not
+	// forward: a client reaches beyond it only through a relay on it.
+	LAN bool
+	// Destination puts a host behind the server, which is then a relay:
+	// the server's dst0 ↔ the destination's dst0, 203.0.113.0/24. The
+	// server does not forward: the destination is reached only through a
+	// relay on the server.
+	Destination bool
 	// Logf, when set, hears of every event as it is applied.
 	Logf func(format string, args ...any)
 }
@@ -40,6 +50,10 @@ type LinkConfig struct {
 	Metric int
 	// Shape limits the rate of every hop of the path, both directions.
 	Shape Shape
+	// Delay is added by the AP to every packet it forwards, each way:
+	// the path's round trip is twice this. 0: none (an idle path's
+	// round trip is then tens of microseconds).
+	Delay time.Duration
 }
 
 // Shape is a tbf rate limit. Without netem on this kernel there is no
@@ -60,6 +74,15 @@ var (
 	laptopNet = netip.AddrFrom4([4]byte{10, 1, 0, 0})
 	serverNet = netip.AddrFrom4([4]byte{10, 2, 0, 0})
 	serviceIP = netip.AddrFrom4([4]byte{10, 3, 0, 0})
+
+	// LANPrefix is the laptop's address on the LAN, ClientAddr the
+	// client's.
+	LANPrefix  = netip.MustParsePrefix("192.168.1.1/24")
+	ClientAddr = netip.MustParseAddr("192.168.1.2")
+	// DestinationPrefix is the server's address towards the
+	// destination, DestinationAddr the destination's.
+	DestinationPrefix = netip.MustParsePrefix("203.0.113.1/24")
+	DestinationAddr   = netip.MustParseAddr("203.0.113.2")
 )
 
 // Interface names inside an access point and on the server.
@@ -75,6 +98,10 @@ type Testbed struct {
 	Laptop *Namespace
 	Server *Namespace
 	Links  []*Link
+	// Client and Destination exist with Config.LAN and
+	// Config.Destination.
+	Client      *Namespace
+	Destination *Namespace
 
 	logf        func(format string, args ...any)
 	serverAddrs []netip.Addr
@@ -95,6 +122,8 @@ type Link struct {
 	tb     *Testbed
 	index  int // position in Config.Links
 	metric int
+
+	delay *delayLine // nil without LinkConfig.Delay
 
 	// Guarded by tb.mu.
 	sub   int // the laptop-side subnet: 10.1.sub.0/24
@@ -178,6 +207,22 @@ func (b *Testbed) build(cfg Config) error {
 			return err
 		}
 	}
+	if cfg.LAN {
+		if b.Client, err = newNamespace(prefix+"client", false); err != nil {
+			return err
+		}
+		if err := stub(b.Laptop, b.Client, "lan0", LANPrefix, ClientAddr); err != nil {
+			return err
+		}
+	}
+	if cfg.Destination {
+		if b.Destination, err = newNamespace(prefix+"dest", false); err != nil {
+			return err
+		}
+		if err := stub(b.Server, b.Destination, "dst0", DestinationPrefix, DestinationAddr); err != nil {
+			return err
+		}
+	}
 	for i, lc := range cfg.Links {
 		l := &Link{Name: lc.Name, tb: b, index: i, metric: lc.Metric}
 		if l.metric == 0 {
@@ -192,6 +237,11 @@ func (b *Testbed) build(cfg Config) error {
 		}
 		if lc.Shape.Rate != 0 {
 			if err := l.SetShape(lc.Shape); err != nil {
+				return err
+			}
+		}
+		if lc.Delay > 0 {
+			if err := l.startDelay(lc.Delay); err != nil {
 				return err
 			}
 		}
@@ -229,6 +279,22 @@ func (l *Link) build() error {
 	return b.Laptop.ipBatch(
 		"addr add "+l.Prefix().String()+" dev "+l.Name,
 		l.defaultRoute(),
+	)
+}
+
+// stub joins a host behind router by a link called name on both sides:
+// router at routerAddr, host at hostAddr with its default route through
+// the router.
+func stub(router, host *Namespace, name string, routerAddr netip.Prefix, hostAddr netip.Addr) error {
+	if err := veth(router, name, host, name); err != nil {
+		return err
+	}
+	if err := router.ip("addr", "add", routerAddr.String(), "dev", name); err != nil {
+		return err
+	}
+	return host.ipBatch(
+		"addr add "+netip.PrefixFrom(hostAddr, routerAddr.Bits()).String()+" dev "+name,
+		"route add default via "+routerAddr.Addr().String(),
 	)
 }
 
@@ -282,6 +348,11 @@ func (b *Testbed) Close() error {
 	for _, f := range flows {
 		f.Stop(0)
 	}
+	for _, l := range b.Links {
+		if l.delay != nil {
+			l.delay.stop()
+		}
+	}
 	var errs []error
 	for _, ns := range b.namespaces() {
 		errs = append(errs, ns.delete())
@@ -293,7 +364,7 @@ func (b *Testbed) Close() error {
 // namespaces lists every namespace made so far.
 func (b *Testbed) namespaces() []*Namespace {
 	var all []*Namespace
-	for _, ns := range []*Namespace{b.Laptop, b.Server} {
+	for _, ns := range []*Namespace{b.Laptop, b.Server, b.Client, b.Destination} {
 		if ns != nil {
 			all = append(all, ns)
 		}
