@@ -49,9 +49,13 @@ type GatewayConfig struct {
 
 	Limits        gate.Limits
 	FirstDataWait time.Duration // 0: DefaultFirstDataWait; negative: none
-	NoFastOpen    bool          // dial the relay without TCP Fast Open
-	DialTimeout   time.Duration // 0: DefaultDialTimeout
-	IdleTimeout   time.Duration // 0: DefaultIdleTimeout; negative: none
+	// FastOpen dials the relay with TCP Fast Open: the header and the
+	// first bytes go in the SYN. Off by default: on Linux 6.18 an MPTCP
+	// connection opened so crawls at a few Mbit/s once a second subflow
+	// joins (nl/README.md).
+	FastOpen    bool
+	DialTimeout time.Duration // 0: DefaultDialTimeout
+	IdleTimeout time.Duration // 0: DefaultIdleTimeout; negative: none
 
 	Logger *slog.Logger // nil: discard
 }
@@ -257,7 +261,7 @@ func (g *Gateway) relay(ctx context.Context, c *net.TCPConn, destination func(co
 	}
 	g.stats.start()
 	g.log.Debug("relaying", "client", src.String(), "dest", dest.String(), "first", len(first))
-	m := pipe(c, r, g.cfg.IdleTimeout)
+	m := pipe(c, r, g.cfg.IdleTimeout, nil)
 	m.Up += int64(len(first))
 	g.stats.end(m)
 	g.log.Debug("relayed", "client", src.String(), "dest", dest.String(), "up", m.Up, "down", m.Down, "reset", m.Reset)
@@ -286,7 +290,7 @@ func (g *Gateway) firstBytes(c *net.TCPConn, b []byte) ([]byte, error) {
 func (g *Gateway) dialRelay(ctx context.Context) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: g.cfg.DialTimeout}
 	d.SetMultipathTCP(true)
-	if !g.cfg.NoFastOpen {
+	if g.cfg.FastOpen {
 		d.Control = fastOpenConnect
 	}
 	c, err := d.DialContext(ctx, "tcp", g.cfg.Relay)

@@ -33,7 +33,9 @@ type Moved struct {
 // side — a reset, a broken pipe — resets both, so that each peer sees what
 // it would have seen on a direct connection instead of a silent hang. No
 // byte in either direction for idle (0: no limit) resets both too.
-func pipe(client, remote *net.TCPConn, idle time.Duration) Moved {
+// beforeDown, when set, runs before the first byte goes back to the
+// client; an error from it resets both.
+func pipe(client, remote *net.TCPConn, idle time.Duration, beforeDown func() error) Moved {
 	var (
 		m       Moved
 		quiet   [2]atomic.Bool // per direction: no byte in its last period, or ended
@@ -80,7 +82,16 @@ func pipe(client, remote *net.TCPConn, idle time.Duration) Moved {
 	}
 	wg.Add(2)
 	go copyOneWay(0, remote, client, &m.Up)
-	go copyOneWay(1, client, remote, &m.Down)
+	go func() {
+		if beforeDown != nil {
+			if err := beforeDown(); err != nil {
+				resetIt(false)
+				wg.Done()
+				return
+			}
+		}
+		copyOneWay(1, client, remote, &m.Down)
+	}()
 	wg.Wait()
 	if !m.Reset {
 		_ = client.Close()

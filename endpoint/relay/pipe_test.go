@@ -40,7 +40,7 @@ func relayed(t *testing.T, idle time.Duration) (client, remote *net.TCPConn, mov
 		_ = c.SetDeadline(time.Time{})
 	}
 	ch := make(chan Moved, 1)
-	go func() { ch <- pipe(inner1, inner2, idle) }()
+	go func() { ch <- pipe(inner1, inner2, idle, nil) }()
 	return client, remote, ch
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mptcpd-go/mptcpd/endpoint/gate"
+	"github.com/mptcpd-go/mptcpd/nl/mptcpsock"
 	"golang.org/x/sys/unix"
 )
 
@@ -233,7 +234,12 @@ func (s *Server) relay(ctx context.Context, c *net.TCPConn) {
 	s.stats.start()
 	mptcp, _ := c.MultipathTCP()
 	s.log.Debug("relaying", "gateway", src.String(), "dest", h.Dest.String(), "via", remote.RemoteAddr().String(), "mptcp", mptcp)
-	m := pipe(c, remote, s.cfg.IdleTimeout)
+	m := pipe(c, remote, s.cfg.IdleTimeout, func() error {
+		// The gateway's header came in its SYN (TCP Fast Open): bytes
+		// written back before its handshake's last ACK would be held
+		// by the kernel for ~30 s. Its own bytes flow meanwhile.
+		return mptcpsock.WaitEstablished(c, s.cfg.HandshakeTimeout)
+	})
 	s.stats.end(m)
 	s.log.Debug("relayed", "gateway", src.String(), "dest", h.Dest.String(), "up", m.Up, "down", m.Down, "reset", m.Reset, "idle", m.Idle)
 }

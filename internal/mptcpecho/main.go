@@ -33,9 +33,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcpsock"
 )
 
 func main() {
@@ -173,7 +174,7 @@ func acceptLoop(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			return fmt.Errorf("accept from %s: %w", c.RemoteAddr(), err)
 		}
-		say("accept %08x %s %s", info.token, c.LocalAddr(), c.RemoteAddr())
+		say("accept %08x %s %s", info.Token, c.LocalAddr(), c.RemoteAddr())
 		go func() {
 			defer c.Close()
 			// Echo until the peer closes; the monitor tests need the
@@ -206,7 +207,7 @@ func dial(args []string) error {
 	if err != nil {
 		return fmt.Errorf("connection to %s: %w", fs.Arg(0), err)
 	}
-	say("connected %08x %s %s", info.token, c.LocalAddr(), c.RemoteAddr())
+	say("connected %08x %s %s", info.Token, c.LocalAddr(), c.RemoteAddr())
 
 	if err := echo(tc, *size, *wait); err != nil {
 		return err
@@ -269,57 +270,16 @@ func waitSubflows(c *net.TCPConn, want int, bound time.Duration) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if int(info.subflows) >= want {
-			return int(info.subflows), nil
+		if int(info.Subflows) >= want {
+			return int(info.Subflows), nil
 		}
 		if time.Now().After(deadline) {
-			return int(info.subflows), fmt.Errorf("%d additional subflows after %v, want %d", info.subflows, bound, want)
+			return int(info.Subflows), fmt.Errorf("%d additional subflows after %v, want %d", info.Subflows, bound, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// mptcpInfo is the head of the kernel's struct mptcp_info
-// (include/uapi/linux/mptcp.h): the kernel copies at most the length asked,
-// and nothing past the token is needed here.
-type mptcpInfo struct {
-	subflows           uint8 // additional subflows, not counting the first
-	addAddrSignal      uint8
-	addAddrAccepted    uint8
-	subflowsMax        uint8
-	addAddrSignalMax   uint8
-	addAddrAcceptedMax uint8
-	_                  [2]byte
-	flags              uint32
-	token              uint32 // host order, as the monitor prints it
-}
-
-// MPTCP_INFO from include/uapi/linux/mptcp.h (not in x/sys/unix).
-const sockoptMPTCPInfo = 1
-
-// connInfo reads MPTCP_INFO; it fails on a connection that fell back to TCP
-// (EOPNOTSUPP), which is what makes fallback an error here.
-func connInfo(c *net.TCPConn) (mptcpInfo, error) {
-	var info mptcpInfo
-	if ok, err := c.MultipathTCP(); err != nil {
-		return info, err
-	} else if !ok {
-		return info, errors.New("connection fell back to plain TCP")
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return info, err
-	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		size := uint32(unsafe.Sizeof(info))
-		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_MPTCP, sockoptMPTCPInfo,
-			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-	}); err != nil {
-		return info, err
-	}
-	if errno != 0 {
-		return info, fmt.Errorf("getsockopt MPTCP_INFO: %w", errno)
-	}
-	return info, nil
-}
+// connInfo reads MPTCP_INFO; it fails on a connection that fell back to TCP,
+// which is what makes fallback an error here.
+func connInfo(c *net.TCPConn) (mptcpsock.Info, error) { return mptcpsock.Read(c) }
