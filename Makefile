@@ -71,9 +71,11 @@ PREFIX  ?= /usr
 install: build man completion
 	install -D -m 0755 $(BIN)/mptcpd $(DESTDIR)$(PREFIX)/sbin/mptcpd
 	install -D -m 0755 $(BIN)/mptcpd-ssh $(DESTDIR)$(PREFIX)/sbin/mptcpd-ssh
+	install -D -m 0755 $(BIN)/mptcpd-relay $(DESTDIR)$(PREFIX)/sbin/mptcpd-relay
 	install -D -m 0755 $(BIN)/mptcpctl $(DESTDIR)$(PREFIX)/bin/mptcpctl
 	install -D -m 0644 dist/mptcpd.service $(DESTDIR)/etc/systemd/system/mptcpd.service
 	install -D -m 0644 dist/mptcpd-ssh.service $(DESTDIR)/etc/systemd/system/mptcpd-ssh.service
+	install -D -m 0644 dist/mptcpd-relay.service $(DESTDIR)/etc/systemd/system/mptcpd-relay.service
 	install -D -m 0644 dist/rt_protos.conf $(DESTDIR)/etc/iproute2/rt_protos.d/mptcpd.conf
 	install -d $(DESTDIR)/etc/mptcpd
 	[ -e $(DESTDIR)/etc/mptcpd/mptcpd.conf ] || install -m 0644 mptcpd.conf.example $(DESTDIR)/etc/mptcpd/mptcpd.conf

@@ -102,6 +102,7 @@ func TestMakeInstall(t *testing.T) {
 	for _, f := range []struct{ src, dst string }{
 		{"dist/mptcpd.service", "etc/systemd/system/mptcpd.service"},
 		{"dist/mptcpd-ssh.service", "etc/systemd/system/mptcpd-ssh.service"},
+		{"dist/mptcpd-relay.service", "etc/systemd/system/mptcpd-relay.service"},
 		{"dist/rt_protos.conf", "etc/iproute2/rt_protos.d/mptcpd.conf"},
 		{"mptcpd.conf.example", "etc/mptcpd/mptcpd.conf"},
 		{"policy.example", "usr/share/doc/mptcpd-go/policy.example"},
@@ -116,7 +117,7 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("%s not installed as /%s (%v)", f.src, f.dst, err)
 		}
 	}
-	for _, unit := range []string{"mptcpd.service", "mptcpd-ssh.service"} {
+	for _, unit := range []string{"mptcpd.service", "mptcpd-ssh.service", "mptcpd-relay.service"} {
 		text, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system", unit))
 		if err != nil {
 			continue // reported above

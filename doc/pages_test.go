@@ -23,7 +23,7 @@ func TestManPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
-		"mptcpd.8", "mptcpd.conf.5", "mptcpd-policy.5", "mptcpd-ssh.8",
+		"mptcpd.8", "mptcpd.conf.5", "mptcpd-policy.5", "mptcpd-ssh.8", "mptcpd-relay.8",
 		"mptcpctl.8", "mptcpctl-endpoint-add.8", "mptcpctl-limits-set.8", "mptcpctl-policy-check.8",
 		"mptcpctl-completion-bash.8",
 	} {

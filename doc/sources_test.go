@@ -29,6 +29,7 @@ func TestDaemonOptions(t *testing.T) {
 	for _, tc := range []struct{ cmd, page string }{
 		{"mptcpd", "mptcpd.8.md"},
 		{"mptcpd-ssh", "mptcpd-ssh.8.md"},
+		{"mptcpd-relay", "mptcpd-relay.8.md"},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			want := helpOptions(t, goTool, tc.cmd)
@@ -88,6 +89,12 @@ func TestConfigKeys(t *testing.T) {
 // ones the parser knows.
 func TestSSHConfigKeys(t *testing.T) {
 	compareWords(t, "mptcpd.conf.5's SSH ENDPOINT KEYS", policy.SSHKeyNames(), termWords(t, "mptcpd.conf.5.md", "SSH ENDPOINT KEYS"))
+}
+
+// TestRelayConfigKeys compares the [relay] keys of mptcpd.conf.5 with
+// the ones the parser knows.
+func TestRelayConfigKeys(t *testing.T) {
+	compareWords(t, "mptcpd.conf.5's RELAY KEYS", policy.RelayKeyNames(), termWords(t, "mptcpd.conf.5.md", "RELAY KEYS"))
 }
 
 // TestPolicyWords compares the statements and match criteria of

@@ -58,6 +58,9 @@ type Config struct {
 	// SSH is the [ssh] section, read by the SSH endpoint (mptcpd-ssh);
 	// the daemon ignores it.
 	SSH SSHConfig
+	// Relay is the [relay] section, read by the relay (mptcpd-relay);
+	// the daemon ignores it.
+	Relay RelayConfig
 
 	Set Key // bitmask of the keys given explicitly
 }
@@ -270,8 +273,11 @@ type configParser struct {
 	warns   []Warning
 	section string
 	seen    map[Key]int    // key -> line that set it
-	seenSSH map[string]int // [ssh] key -> line that set it
+	seenIn  map[string]int // an endpoint section's "[ssh] listen" -> line that set it
 }
+
+// sections are mptcpd.conf's sections: the daemon's, and the endpoints'.
+var sections = []string{"core", "ssh", "relay"}
 
 func (cp *configParser) warn(pos Position, msg string) {
 	switch {
@@ -293,9 +299,9 @@ func (cp *configParser) line(pos Position, line string) *Error {
 			return errorf("malformed section header %q", line).withHint("write [core]")
 		}
 		cp.section = line[1:end]
-		if cp.section != "core" && cp.section != "ssh" {
+		if !slices.Contains(sections, cp.section) {
 			msg := "unknown section [" + cp.section + "]: its keys are ignored"
-			if h := didYouMean(cp.section, []string{"core", "ssh"}); h != "" {
+			if h := didYouMean(cp.section, sections); h != "" {
 				msg += " (" + h + ")"
 			}
 			cp.warn(pos, msg)
@@ -312,6 +318,8 @@ func (cp *configParser) line(pos Position, line string) *Error {
 		return errorf("key %s before any section", key).withHint("put it under [core]")
 	case cp.section == "ssh":
 		return cp.sshLine(pos, key, value)
+	case cp.section == "relay":
+		return cp.relayLine(pos, key, value)
 	case cp.section != "core":
 		return nil // warned about at the header
 	}
@@ -350,6 +358,32 @@ func (cp *configParser) warnUnknownKey(pos Position, what, key string, known []s
 		msg += " (" + h + ")"
 	}
 	cp.warn(pos, msg)
+}
+
+// endpointLine reads one key=value line of an endpoint's section ([ssh],
+// [relay]), whose keys are names: each at most once, a non-empty value
+// read by set.
+func (cp *configParser) endpointLine(pos Position, key, value string, names []string, set func(key, value string) *Error) *Error {
+	section := "[" + cp.section + "]"
+	if !slices.Contains(names, key) {
+		cp.warnUnknownKey(pos, key+" in "+section+" ignored", key, names)
+		return nil
+	}
+	if first, dup := cp.seenIn[section+" "+key]; dup {
+		return givenAgain(key, first)
+	}
+	if cp.seenIn == nil {
+		cp.seenIn = map[string]int{}
+	}
+	cp.seenIn[section+" "+key] = pos.Line
+	if value == "" {
+		return nil
+	}
+	if e := set(key, value); e != nil {
+		e.Msg = key + ": " + e.Msg
+		return e
+	}
+	return nil
 }
 
 func configKeyNames() []string {

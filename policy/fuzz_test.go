@@ -44,6 +44,7 @@ func FuzzParse(f *testing.F) {
 func FuzzParseConfig(f *testing.F) {
 	addSeeds(f, "testdata/*.conf", "../mptcpd.conf.example")
 	f.Add([]byte("[core]\naddr-flags=signal,fullmesh\nresync-interval=0s\n"))
+	f.Add([]byte("[relay]\nrole=gateway\nintercept=br-lan\nintercept-sources=192.168.1.0/24,fd00::1\nidle-timeout=none\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, warns, err := ParseConfig("fuzz", data)
 		lines := strings.Count(string(data), "\n") + 1
@@ -59,6 +60,10 @@ func FuzzParseConfig(f *testing.F) {
 		if c.ResyncInterval < time.Second || c.AddrFlags.String() == "signal fullmesh" ||
 			(c.StateDir != "" && !filepath.IsAbs(c.StateDir)) || (c.PolicyFile != "" && !filepath.IsAbs(c.PolicyFile)) {
 			t.Errorf("accepted a config the daemon cannot use: %+v", c)
+		}
+		if r := c.Relay; (r.KeyFile != "" && !filepath.IsAbs(r.KeyFile)) || r.FirstDataWait > maxFirstDataWait ||
+			r.HandshakeTimeout < 0 || r.DialTimeout < 0 || !(r.Rate >= 0 && r.Rate <= 1e6) {
+			t.Errorf("accepted a [relay] mptcpd-relay cannot use: %+v", r)
 		}
 	})
 }

@@ -50,14 +50,7 @@ var sshKeys = []sshKey{
 	{"sshd-args", func(c *SSHConfig, v string) *Error { c.SSHDArgs = strings.Fields(v); return nil }},
 	{"max-connections", func(c *SSHConfig, v string) (e *Error) { c.MaxConnections, e = positive(v); return e }},
 	{"max-per-source", func(c *SSHConfig, v string) (e *Error) { c.MaxPerSource, e = positive(v); return e }},
-	{"rate", func(c *SSHConfig, v string) *Error {
-		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r <= 0 || r > 1e6 {
-			return errorf("%q is not a rate", v).withHint("write new connections per second, such as 10 or 0.5")
-		}
-		c.Rate = r
-		return nil
-	}},
+	{"rate", func(c *SSHConfig, v string) (e *Error) { c.Rate, e = parseRate(v); return e }},
 	{"burst", func(c *SSHConfig, v string) (e *Error) { c.Burst, e = positive(v); return e }},
 }
 
@@ -67,6 +60,15 @@ func positive(v string) (int, *Error) {
 		return 0, errorf("%q is not a number from 1 to %d", v, 1<<20)
 	}
 	return n, nil
+}
+
+// parseRate reads new connections per second.
+func parseRate(v string) (float64, *Error) {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(r > 0 && r <= 1e6) { // NaN too
+		return 0, errorf("%q is not a rate", v).withHint("write new connections per second, such as 10 or 0.5")
+	}
+	return r, nil
 }
 
 // SSHKeyNames are the names of the [ssh] section's keys, which are also
@@ -81,26 +83,10 @@ func SSHKeyNames() []string {
 
 // sshLine reads one key=value line of the [ssh] section.
 func (cp *configParser) sshLine(pos Position, key, value string) *Error {
-	i := slices.IndexFunc(sshKeys, func(k sshKey) bool { return k.name == key })
-	if i < 0 {
-		cp.warnUnknownKey(pos, key+" in [ssh] ignored", key, SSHKeyNames())
-		return nil
-	}
-	if first, dup := cp.seenSSH[key]; dup {
-		return givenAgain(key, first)
-	}
-	if cp.seenSSH == nil {
-		cp.seenSSH = map[string]int{}
-	}
-	cp.seenSSH[key] = pos.Line
-	if value == "" {
-		return nil
-	}
-	if e := sshKeys[i].set(&cp.c.SSH, value); e != nil {
-		e.Msg = key + ": " + e.Msg
-		return e
-	}
-	return nil
+	return cp.endpointLine(pos, key, value, SSHKeyNames(), func(key, value string) *Error {
+		i := slices.IndexFunc(sshKeys, func(k sshKey) bool { return k.name == key })
+		return sshKeys[i].set(&cp.c.SSH, value)
+	})
 }
 
 // Override replaces c's fields with those of flags that changed(name)
