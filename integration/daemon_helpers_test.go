@@ -84,7 +84,12 @@ func (f *mptcpdFiles) argv(bin string, extra ...string) []string {
 func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	// Not world-writable: the daemon refuses such files.
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+	writeFileMode(t, path, data, 0o644)
+}
+
+func writeFileMode(t testing.TB, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
 		t.Fatal(err)
 	}
 }

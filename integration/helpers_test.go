@@ -25,14 +25,16 @@ import (
 var (
 	binDir string
 
-	mptcpctlBin  string // cmd/mptcpctl
-	mptcpctlErr  error
-	mptcpechoBin string // internal/mptcpecho, the MPTCP echo server/client
-	mptcpechoErr error
-	mptcpdBin    string // cmd/mptcpd, the daemon
-	mptcpdErr    error
-	mptcpdSSHBin string // cmd/mptcpd-ssh, the SSH endpoint
-	mptcpdSSHErr error
+	mptcpctlBin    string // cmd/mptcpctl
+	mptcpctlErr    error
+	mptcpechoBin   string // internal/mptcpecho, the MPTCP echo server/client
+	mptcpechoErr   error
+	mptcpdBin      string // cmd/mptcpd, the daemon
+	mptcpdErr      error
+	mptcpdSSHBin   string // cmd/mptcpd-ssh, the SSH endpoint
+	mptcpdSSHErr   error
+	mptcpdRelayBin string // cmd/mptcpd-relay, the relay's two roles
+	mptcpdRelayErr error
 )
 
 // Environment knobs of the tests in this package.
@@ -64,6 +66,7 @@ func testMain(m *testing.M) int {
 		mptcpechoBin, mptcpechoErr = buildBinary(dir, "internal/mptcpecho")
 		mptcpdBin, mptcpdErr = buildBinary(dir, "cmd/mptcpd")
 		mptcpdSSHBin, mptcpdSSHErr = buildBinary(dir, "cmd/mptcpd-ssh")
+		mptcpdRelayBin, mptcpdRelayErr = buildBinary(dir, "cmd/mptcpd-relay")
 		if os.Getenv(envMptcpctl) == "" {
 			mptcpctlBin, mptcpctlErr = buildBinary(dir, "cmd/mptcpctl")
 		}
