@@ -268,14 +268,7 @@ func gatewayConfig(c *policy.RelayConfig, key relay.Key, users map[string]string
 // loadSOCKSUsers reads the SOCKS5 users file at path, which only its
 // owner may read, as the key file.
 func loadSOCKSUsers(path string) (map[string]string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s: mode %04o: readable by others than its owner (chmod 600 it)", path, st.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
+	data, err := relay.ReadPrivateFile(path)
 	if err != nil {
 		return nil, err
 	}

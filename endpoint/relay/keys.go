@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -44,6 +45,20 @@ func ParseKeys(data []byte) ([]Key, error) {
 // LoadKeys reads the key file at path, which only its owner may read:
 // a key others can read is a key anyone on the host can relay with.
 func LoadKeys(path string) ([]Key, error) {
+	data, err := ReadPrivateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := ParseKeys(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// ReadPrivateFile reads a file of secrets (keys, passwords), refusing one
+// that others than its owner may read.
+func ReadPrivateFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -56,13 +71,5 @@ func LoadKeys(path string) ([]Key, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: mode %04o: readable by others than its owner (chmod 600 it)", path, st.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := ParseKeys(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return keys, nil
+	return io.ReadAll(f)
 }
