@@ -16,10 +16,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -66,21 +64,9 @@ type options struct {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	opts, exit, err := parseFlags(args, stdout)
-	if err != nil {
-		fmt.Fprintf(stderr, "mptcpd-relay: %v\nTry 'mptcpd-relay --help' for more information.\n", err)
-		return 64 // EX_USAGE
-	}
-	if exit {
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := serve(ctx, opts, stderr); err != nil {
-		fmt.Fprintf(stderr, "mptcpd-relay: %v\n", err)
-		return 1
-	}
-	return 0
+	return daemon.RunEndpoint("mptcpd-relay", stderr,
+		func() (options, bool, error) { return parseFlags(args, stdout) },
+		func(ctx context.Context, opts options) error { return serve(ctx, opts, stderr) })
 }
 
 // server is a running relay or gateway.

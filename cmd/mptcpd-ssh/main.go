@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 
@@ -38,21 +37,9 @@ type options struct {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	opts, exit, err := parseFlags(args, stdout)
-	if err != nil {
-		fmt.Fprintf(stderr, "mptcpd-ssh: %v\nTry 'mptcpd-ssh --help' for more information.\n", err)
-		return 64 // EX_USAGE
-	}
-	if exit {
-		return 0
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := serve(ctx, opts, stderr); err != nil {
-		fmt.Fprintf(stderr, "mptcpd-ssh: %v\n", err)
-		return 1
-	}
-	return 0
+	return daemon.RunEndpoint("mptcpd-ssh", stderr,
+		func() (options, bool, error) { return parseFlags(args, stdout) },
+		func(ctx context.Context, opts options) error { return serve(ctx, opts, stderr) })
 }
 
 func serve(ctx context.Context, opts options, stderr io.Writer) error {
