@@ -142,16 +142,7 @@ func addrsOf(gt *gate.Gate) []net.Addr {
 
 // Stats returns a copy of the counters; Refused includes the gates'.
 func (g *Gateway) Stats() Stats {
-	st := g.stats.snapshot()
-	for _, gt := range []*gate.Gate{g.transparent, g.socks} {
-		if gt == nil {
-			continue
-		}
-		for k, v := range gt.Refused() {
-			st.Refused[string(k)] += v
-		}
-	}
-	return st
+	return g.stats.snapshot(g.transparent, g.socks)
 }
 
 // Serve relays until ctx ends, then removes the interception rules (so

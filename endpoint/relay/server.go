@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -129,13 +130,23 @@ func (c *counters) end(m Moved) {
 	}
 }
 
-func (c *counters) snapshot() Stats {
+// snapshot copies the counters, adding the refusals of gates (nil ones
+// skipped) to Refused.
+func (c *counters) snapshot(gates ...*gate.Gate) Stats {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s := c.s
-	s.Refused = make(map[string]int, len(c.s.Refused))
-	for k, v := range c.s.Refused {
-		s.Refused[k] = v
+	s.Refused = maps.Clone(c.s.Refused)
+	c.mu.Unlock()
+	if s.Refused == nil {
+		s.Refused = map[string]int{}
+	}
+	for _, g := range gates {
+		if g == nil {
+			continue
+		}
+		for k, v := range g.Refused() {
+			s.Refused[string(k)] += v
+		}
 	}
 	return s
 }
@@ -184,11 +195,7 @@ func (s *Server) MPTCP() bool { return s.gate.MPTCP() }
 
 // Stats returns a copy of the counters; Refused includes the gate's.
 func (s *Server) Stats() Stats {
-	st := s.stats.snapshot()
-	for k, v := range s.gate.Refused() {
-		st.Refused[string(k)] += v
-	}
-	return st
+	return s.stats.snapshot(s.gate)
 }
 
 // Serve relays until ctx ends; connections being relayed keep running.
