@@ -35,6 +35,8 @@ type RelayConfig struct {
 	SOCKSUsersFile   string   // absolute path
 	FirstDataWait    time.Duration
 	FastOpen         bool // fast-open=yes
+	WarmPool         int  // connections kept ready; none (-1): off
+	WarmPoolAge      time.Duration
 
 	// Both roles.
 	MaxConnections int
@@ -43,6 +45,7 @@ type RelayConfig struct {
 	Burst          int
 	DialTimeout    time.Duration
 	IdleTimeout    time.Duration // negative: none
+	DrainTimeout   time.Duration // negative: none
 
 	// Log is [core]'s log: the relay logs where the daemon does.
 	Log string
@@ -95,8 +98,11 @@ var relayKeys = []relayKey{
 	relayField("handshake-timeout", func(c *RelayConfig) *time.Duration { return &c.HandshakeTimeout }, parseTimeout(false)),
 	relayField("dial-timeout", func(c *RelayConfig) *time.Duration { return &c.DialTimeout }, parseTimeout(false)),
 	relayField("idle-timeout", func(c *RelayConfig) *time.Duration { return &c.IdleTimeout }, parseTimeout(true)),
+	relayField("drain-timeout", func(c *RelayConfig) *time.Duration { return &c.DrainTimeout }, parseTimeout(true)),
 	relayField("first-data-wait", func(c *RelayConfig) *time.Duration { return &c.FirstDataWait }, parseFirstDataWait),
 	relayField("fast-open", func(c *RelayConfig) *bool { return &c.FastOpen }, parseBool),
+	relayField("warm-pool", func(c *RelayConfig) *int { return &c.WarmPool }, parseWarmPool),
+	relayField("warm-pool-age", func(c *RelayConfig) *time.Duration { return &c.WarmPoolAge }, parseTimeout(false)),
 }
 
 var roles = []string{"gateway", "relay"}
@@ -203,6 +209,23 @@ func parseFirstDataWait(v string) (time.Duration, *Error) {
 			withHint("clients that wait for the server to speak (SSH, SMTP) wait this long; a LAN needs a few milliseconds")
 	}
 	return d, e
+}
+
+// maxWarmPool bounds warm-pool: each pooled connection holds a place in
+// the relay's per-source limit.
+const maxWarmPool = 64
+
+// parseWarmPool reads how many connections a gateway keeps ready: 0 or
+// none switch the pool off.
+func parseWarmPool(v string) (int, *Error) {
+	if v == "none" || v == "0" {
+		return none, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxWarmPool {
+		return 0, errorf("%q is not a number from 0 to %d, or none", v, maxWarmPool)
+	}
+	return n, nil
 }
 
 // RelayKeyNames are the names of the [relay] section's keys, which are

@@ -29,29 +29,30 @@ func TestParseRelayConfig(t *testing.T) {
 			in: "[relay]\nrole=gateway\nkey-file=/etc/mptcpd//relay.key\nrelay=relay.example.net:7443\n" +
 				"transparent=[::]:7442\nintercept=br-lan, wg0\nintercept-sources=192.168.1.0/24,fd00::/8\n" +
 				"intercept-exclude=192.0.2.7, 2001:db8::/32\nsocks=127.0.0.1:1080,[::1]:1080\n" +
-				"socks-users-file=/etc/mptcpd/socks-users\nfirst-data-wait=5ms\nfast-open=yes\n" +
-				"max-connections=100\nmax-per-source=5\nrate=2.5\nburst=7\ndial-timeout=3s\nidle-timeout=none\n",
+				"socks-users-file=/etc/mptcpd/socks-users\nfirst-data-wait=5ms\nfast-open=yes\nwarm-pool=4\nwarm-pool-age=3s\n" +
+				"max-connections=100\nmax-per-source=5\nrate=2.5\nburst=7\ndial-timeout=3s\nidle-timeout=none\ndrain-timeout=none\n",
 			want: RelayConfig{
 				Role: "gateway", KeyFile: "/etc/mptcpd/relay.key", Relay: "relay.example.net:7443",
 				Transparent: []string{"[::]:7442"}, Intercept: []string{"br-lan", "wg0"},
 				InterceptSources: []netip.Prefix{pfx("192.168.1.0/24"), pfx("fd00::/8")},
 				InterceptExclude: []netip.Prefix{pfx("192.0.2.7/32"), pfx("2001:db8::/32")},
 				SOCKS:            []string{"127.0.0.1:1080", "[::1]:1080"}, SOCKSUsersFile: "/etc/mptcpd/socks-users",
-				FirstDataWait: 5 * time.Millisecond, FastOpen: true,
+				FirstDataWait: 5 * time.Millisecond, FastOpen: true, WarmPool: 4, WarmPoolAge: 3 * time.Second,
 				MaxConnections: 100, MaxPerSource: 5, Rate: 2.5, Burst: 7,
-				DialTimeout: 3 * time.Second, IdleTimeout: none,
+				DialTimeout: 3 * time.Second, IdleTimeout: none, DrainTimeout: none,
 			},
 		},
 		{
 			name: "relay",
 			in: "[relay]\nrole=relay\nkey-file=/etc/mptcpd/relay.key\nlisten=[::]:7443,:443\n" +
 				"allow-destinations=10.1.0.0/16\ndeny-destinations=0.0.0.0/8,::1\nhandshake-timeout=5s\n" +
-				"idle-timeout=2h30m\nfast-open=no\nfirst-data-wait=none\n",
+				"idle-timeout=2h30m\nfast-open=no\nfirst-data-wait=none\nwarm-pool=0\ndrain-timeout=1m\n",
 			want: RelayConfig{
 				Role: "relay", KeyFile: "/etc/mptcpd/relay.key", Listen: []string{"[::]:7443", ":443"},
 				AllowDestinations: []netip.Prefix{pfx("10.1.0.0/16")},
 				DenyDestinations:  []netip.Prefix{pfx("0.0.0.0/8"), pfx("::1/128")},
-				HandshakeTimeout:  5 * time.Second, IdleTimeout: 150 * time.Minute, FirstDataWait: none,
+				HandshakeTimeout:  5 * time.Second, IdleTimeout: 150 * time.Minute, FirstDataWait: none, WarmPool: none,
+				DrainTimeout: time.Minute,
 			},
 		},
 		{
@@ -92,6 +93,12 @@ c:8: fast-open: "maybe" is not yes or no
 c:9: intercept: "br/lan" is not an interface name (hint: write names as ip link shows them, such as br-lan or eth1)
 c:10: allow-destinations: ::1/128 listed twice
 c:12: burst given again (first at line 11) (hint: keep one of the two lines)`,
+		},
+		{
+			name: "warm pool errors",
+			in:   "[relay]\nwarm-pool=65\n[relay]\nwarm-pool-age=none\n",
+			err: `c:2: warm-pool: "65" is not a number from 0 to 64, or none
+c:4: warm-pool-age: "none" is not a positive duration (hint: write a number with a unit, such as 10s or 2h)`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +168,7 @@ func TestRelayConfigSet(t *testing.T) {
 		"intercept-sources": "10.0.0.0/8", "intercept-exclude": "10.1.0.0/16", "socks": ":3", "socks-users-file": "/u",
 		"allow-destinations": "10.2.0.0/16", "deny-destinations": "10.3.0.0/16", "max-connections": "9",
 		"max-per-source": "8", "rate": "7", "burst": "6", "handshake-timeout": "5s", "dial-timeout": "4s",
-		"idle-timeout": "3s", "first-data-wait": "2ms", "fast-open": "yes",
+		"idle-timeout": "3s", "first-data-wait": "2ms", "fast-open": "yes", "warm-pool": "3", "warm-pool-age": "4s", "drain-timeout": "5s",
 	}
 	for _, k := range RelayKeyNames() {
 		v, ok := values[k]

@@ -38,6 +38,9 @@ var version = "devel"
 const (
 	defaultListen      = "[::]:7443" // the relay's MPTCP listener
 	defaultTransparent = "[::]:7442" // where a gateway's intercepted connections arrive
+	// defaultWarmPool saves most new connections the round trip of the
+	// handshake to the relay (README: the relay's measurements).
+	defaultWarmPool = 4
 )
 
 // Each role's limits where mptcpd.conf sets none. A
@@ -100,9 +103,16 @@ func serve(ctx context.Context, opts options, stderr io.Writer) error {
 		return err
 	}
 	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	context.AfterFunc(ctx, func() { _, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyStopping) })
 	err = srv.Serve(ctx)
 	st := srv.Stats()
-	log.Info("stopped", "relayed", st.Relayed, "active", st.Active, "up", st.Up, "down", st.Down, "refused", st.Refused)
+	attrs := []any{"relayed", st.Relayed, "active", st.Active, "up", st.Up, "down", st.Down, "refused", st.Refused}
+	if conf.Role == "relay" {
+		attrs = append(attrs, "unused", st.Unused)
+	} else {
+		attrs = append(attrs, "warm_hits", st.Pool.Hits, "warm_misses", st.Pool.Misses)
+	}
+	log.Info("stopped", attrs...)
 	return err
 }
 
@@ -160,6 +170,7 @@ func check(c *policy.RelayConfig) error {
 		"intercept-sources": len(c.InterceptSources) > 0, "intercept-exclude": len(c.InterceptExclude) > 0,
 		"socks": len(c.SOCKS) > 0, "socks-users-file": c.SOCKSUsersFile != "",
 		"first-data-wait": c.FirstDataWait != 0, "fast-open": c.FastOpen,
+		"warm-pool": c.WarmPool != 0, "warm-pool-age": c.WarmPoolAge != 0,
 	})
 	other, otherRole := gatewayOnly, "gateway"
 	if c.Role == "gateway" {
@@ -172,6 +183,9 @@ func check(c *policy.RelayConfig) error {
 		}
 		if len(c.Intercept) == 0 && (len(c.InterceptSources) > 0 || len(c.InterceptExclude) > 0) {
 			errs = append(errs, errors.New("intercept-sources and intercept-exclude need intercept=, the interfaces to intercept on"))
+		}
+		if c.WarmPool < 0 && c.WarmPoolAge != 0 {
+			errs = append(errs, errors.New("warm-pool-age with warm-pool=none: there is no pool to age"))
 		}
 		if c.SOCKSUsersFile != "" && len(c.SOCKS) == 0 {
 			errs = append(errs, errors.New("socks-users-file needs socks=, a SOCKS5 listener"))
@@ -220,6 +234,7 @@ func serverConfig(c *policy.RelayConfig, keys []relay.Key) relay.ServerConfig {
 		HandshakeTimeout: c.HandshakeTimeout,
 		DialTimeout:      c.DialTimeout,
 		IdleTimeout:      c.IdleTimeout,
+		DrainTimeout:     c.DrainTimeout,
 	}
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{defaultListen}
@@ -240,6 +255,12 @@ func gatewayConfig(c *policy.RelayConfig, key relay.Key, users map[string]string
 		FastOpen:      c.FastOpen,
 		DialTimeout:   c.DialTimeout,
 		IdleTimeout:   c.IdleTimeout,
+		DrainTimeout:  c.DrainTimeout,
+		WarmPool:      max(c.WarmPool, 0),
+		WarmAge:       c.WarmPoolAge,
+	}
+	if c.WarmPool == 0 {
+		cfg.WarmPool = defaultWarmPool
 	}
 	if len(c.Intercept) > 0 {
 		// ListenGateway sets Port: the first transparent listener's.
@@ -351,8 +372,11 @@ var keyFlags = []struct {
 	{"handshake-timeout", "duration", false, "[relay] for a gateway's header to arrive (default " + short(relay.DefaultHandshakeTimeout) + ")"},
 	{"dial-timeout", "duration", false, "for the destination, or the relay, to answer (default " + short(relay.DefaultDialTimeout) + ")"},
 	{"idle-timeout", "duration", false, "end a connection idle either way this long, or none (default " + short(relay.DefaultIdleTimeout) + ")"},
+	{"drain-timeout", "duration", false, "at SIGTERM, let the connections being relayed finish this long, then reset them, or none (default " + short(relay.DefaultDrainTimeout) + ")"},
 	{"first-data-wait", "duration", false, "[gateway] wait for a client's first bytes, to send them in the SYN, or none (default " + short(relay.DefaultFirstDataWait) + ")"},
 	{"fast-open", "yes|no", false, "[gateway] TCP Fast Open to the relay (default no: see mptcpd-relay(8), BUGS)"},
+	{"warm-pool", "n", false, fmt.Sprintf("[gateway] connections to the relay kept established while clients come, or none (default %d)", defaultWarmPool)},
+	{"warm-pool-age", "duration", false, "[gateway] close a pooled connection unused this long; keep it below the relay's handshake-timeout (default " + short(relay.DefaultWarmAge) + ")"},
 }
 
 // short is d as mptcpd.conf would say it: 2h, not 2h0m0s.

@@ -159,20 +159,21 @@ func TestRunErrors(t *testing.T) {
 		},
 		{
 			name: "an empty gateway",
-			conf: "[relay]\nrole=gateway\nintercept-sources=10.0.0.0/8\nsocks-users-file=/u\n",
+			conf: "[relay]\nrole=gateway\nintercept-sources=10.0.0.0/8\nsocks-users-file=/u\nwarm-pool=none\nwarm-pool-age=3s\n",
 			code: 1,
 			stderr: "mptcpd-relay: no key-file: both ends need the same key; make one with mptcpd-relay genkey\n" +
 				"a gateway needs relay=HOST:PORT, where its relay listens\n" +
 				"a gateway needs intercept=, socks= or transparent=: it has nothing to relay\n" +
 				"intercept-sources and intercept-exclude need intercept=, the interfaces to intercept on\n" +
+				"warm-pool-age with warm-pool=none: there is no pool to age\n" +
 				"socks-users-file needs socks=, a SOCKS5 listener\n",
 		},
 		{
 			name:   "gateway keys on a relay",
 			conf:   "[relay]\nrole=relay\nkey-file=" + keyFile + "\nintercept=lan\n",
-			args:   []string{"--fast-open=yes", "--socks", "127.0.0.1:1080"},
+			args:   []string{"--fast-open=yes", "--socks", "127.0.0.1:1080", "--warm-pool=2"},
 			code:   1,
-			stderr: "mptcpd-relay: role relay does not use fast-open, intercept, socks, which only a gateway does\n",
+			stderr: "mptcpd-relay: role relay does not use fast-open, intercept, socks, warm-pool, which only a gateway does\n",
 		},
 		{
 			name:   "relay keys on a gateway, and limits that cannot work",
@@ -251,9 +252,20 @@ func TestConfigs(t *testing.T) {
 		SOCKSUsers: users,
 		Limits:     gate.Limits{MaxConnections: 1024, MaxPerSource: 10, Rate: 500, Burst: 1000},
 		FastOpen:   true,
+		WarmPool:   defaultWarmPool,
 	}
 	if diff := cmp.Diff(wantGW, gatewayConfig(c, key, users), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 		t.Errorf("gatewayConfig (-want +got):\n%s", diff)
+	}
+	// warm-pool=none is no pool; a number and an age pass through.
+	for _, tc := range []struct {
+		pool, want int
+		age        time.Duration
+	}{{-1, 0, 0}, {2, 2, 3 * time.Second}} {
+		c = &policy.RelayConfig{Role: "gateway", Relay: "r:1", SOCKS: []string{":1080"}, WarmPool: tc.pool, WarmPoolAge: tc.age}
+		if g := gatewayConfig(c, key, nil); g.WarmPool != tc.want || g.WarmAge != tc.age {
+			t.Errorf("warm-pool %d, age %v: pool %d, age %v", tc.pool, tc.age, g.WarmPool, g.WarmAge)
+		}
 	}
 	// Without intercept, no transparent listener unless asked for.
 	c = &policy.RelayConfig{Role: "gateway", Relay: "r:1", SOCKS: []string{":1080"}}

@@ -56,6 +56,16 @@ type GatewayConfig struct {
 	FastOpen    bool
 	DialTimeout time.Duration // 0: DefaultDialTimeout
 	IdleTimeout time.Duration // 0: DefaultIdleTimeout; negative: none
+	// DrainTimeout: at shutdown; 0: DefaultDrainTimeout; negative: none
+	DrainTimeout time.Duration
+	// WarmPool keeps this many connections to the relay established
+	// ahead of need while clients come (see warmPool); 0: none. WarmAge
+	// is a pooled connection's life (0: DefaultWarmAge); it must be
+	// shorter than the relay's handshake timeout. WarmKeep is how long
+	// the pool stays filled after its last use (0: DefaultWarmKeep).
+	WarmPool int
+	WarmAge  time.Duration
+	WarmKeep time.Duration
 
 	Logger *slog.Logger // nil: discard
 }
@@ -67,6 +77,8 @@ type Gateway struct {
 	transparent *gate.Gate
 	socks       *gate.Gate
 	rules       *intercept.Rules
+	pool        *warmPool // nil: none
+	drain       *drainer
 	stats       counters
 }
 
@@ -91,10 +103,23 @@ func ListenGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	if cfg.WarmPool < 0 {
+		return nil, fmt.Errorf("gateway: warm pool of %d connections", cfg.WarmPool)
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, drain: newDrainer()}
+	if cfg.WarmPool > 0 {
+		// Pooled connections are dialed without Fast Open: they must be
+		// established before a client needs them.
+		g.pool = newWarmPool(cfg.WarmPool, cfg.WarmAge, cfg.WarmKeep, func(ctx context.Context) (*net.TCPConn, error) {
+			return g.dialRelay(ctx, false)
+		}, cfg.Logger)
+	}
 	var err error
 	open := func(addrs []string) (*gate.Gate, error) {
 		if len(addrs) == 0 {
@@ -142,12 +167,17 @@ func addrsOf(gt *gate.Gate) []net.Addr {
 
 // Stats returns a copy of the counters; Refused includes the gates'.
 func (g *Gateway) Stats() Stats {
-	return g.stats.snapshot(g.transparent, g.socks)
+	s := g.stats.snapshot(g.transparent, g.socks)
+	if g.pool != nil {
+		s.Pool = g.pool.snapshot()
+	}
+	return s
 }
 
 // Serve relays until ctx ends, then removes the interception rules (so
-// that the LAN's connections are not redirected to a closed port) and
-// returns; connections being relayed keep running.
+// that the LAN's connections are not redirected to a closed port), lets
+// the connections being relayed finish for DrainTimeout, resets the rest
+// and returns.
 func (g *Gateway) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -160,15 +190,18 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			errc <- gt.Serve(ctx, func(c *net.TCPConn, done func()) {
-				go func() {
+				g.drain.run(func(ctx context.Context) {
 					defer done()
 					g.relay(ctx, c, handle)
-				}()
+				})
 			})
 		})
 	}
 	serve(g.transparent, g.originalDst)
 	serve(g.socks, g.socksRequest)
+	if g.pool != nil {
+		wg.Go(func() { g.pool.run(ctx) })
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -179,6 +212,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	if g.rules != nil {
 		err = errors.Join(err, g.rules.Remove())
 	}
+	g.drain.drain(g.cfg.DrainTimeout, g.log)
 	return err
 }
 
@@ -223,6 +257,7 @@ func (g *Gateway) socksRequest(_ context.Context, c *net.TCPConn) (Destination, 
 // relay takes a client connection to the relay: the destination and the
 // client's first bytes go in the first flight, then both ways are copied.
 func (g *Gateway) relay(ctx context.Context, c *net.TCPConn, destination func(context.Context, *net.TCPConn) (Destination, error)) {
+	defer g.drain.track(c)()
 	src := gate.ClientAddr(c)
 	dest, err := destination(ctx, c)
 	if err != nil {
@@ -239,7 +274,13 @@ func (g *Gateway) relay(ctx context.Context, c *net.TCPConn, destination func(co
 		g.refuse(c, src, "client", err)
 		return
 	}
-	r, err := g.dialRelay(ctx)
+	var r *net.TCPConn
+	if g.pool != nil {
+		r = g.pool.take(time.Now())
+	}
+	if r == nil {
+		r, err = g.dialRelay(ctx, g.cfg.FastOpen)
+	}
 	if err == nil {
 		_, err = r.Write(first)
 		if err != nil {
@@ -274,14 +315,14 @@ func (g *Gateway) firstBytes(c *net.TCPConn, b []byte) ([]byte, error) {
 	return b[:len(b)+n], nil
 }
 
-// dialRelay opens an MPTCP connection to the relay, with TCP Fast Open:
+// dialRelay opens an MPTCP connection to the relay. With TCP Fast Open,
 // connect returns at once and the first write goes in the SYN (when the
 // kernel has the relay's cookie, from an earlier connection; else in the
 // first segment after the handshake).
-func (g *Gateway) dialRelay(ctx context.Context) (*net.TCPConn, error) {
+func (g *Gateway) dialRelay(ctx context.Context, fastOpen bool) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: g.cfg.DialTimeout}
 	d.SetMultipathTCP(true)
-	if g.cfg.FastOpen {
+	if fastOpen {
 		d.Control = fastOpenConnect
 	}
 	c, err := d.DialContext(ctx, "tcp", g.cfg.Relay)

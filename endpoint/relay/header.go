@@ -136,10 +136,14 @@ func mac(key *Key, msg []byte) []byte {
 // ReadHeader reads exactly one header from r, never a byte more, and
 // checks its MAC against keys (several while a key is being replaced).
 // It checks the form and the MAC only; the relay's Replay window checks
-// time and nonce.
+// time and nonce. A stream that ends before its first byte gives io.EOF
+// itself: a gateway closing a connection it kept warm and never used.
 func ReadHeader(r io.Reader, keys []Key) (Header, error) {
 	var buf [MaxHeaderLen]byte
-	if _, err := io.ReadFull(r, buf[:4]); err != nil {
+	if n, err := io.ReadFull(r, buf[:4]); err != nil {
+		if n == 0 && err == io.EOF {
+			return Header{}, io.EOF
+		}
 		return Header{}, headerErr("read", "%w", eofIsUnexpected(err))
 	}
 	if buf[0] != headerVersion {

@@ -85,7 +85,6 @@ func TestHeaderRefused(t *testing.T) {
 		keys  []Key
 		field string
 	}{
-		{"empty", nil, []Key{testKey}, "read"},
 		{"short", good[:20], []Key{testKey}, "read"},
 		{"wrong key", good, []Key{otherKey}, "mac"},
 		{"no keys", good, nil, "mac"},
@@ -107,6 +106,10 @@ func TestHeaderRefused(t *testing.T) {
 		if !errors.As(err, &he) || he.Field != tc.field {
 			t.Errorf("%s: %v, want a %q error", tc.name, err, tc.field)
 		}
+	}
+	// Nothing at all is not a bad header but an unused connection.
+	if _, err := ReadHeader(bytes.NewReader(nil), []Key{testKey}); err != io.EOF {
+		t.Errorf("empty: %v, want io.EOF", err)
 	}
 }
 

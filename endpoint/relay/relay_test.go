@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -60,6 +62,18 @@ func startDestination(t *testing.T) *destination {
 
 func startRelay(t *testing.T, cfg ServerConfig) *Server {
 	t.Helper()
+	s, stop := serveRelay(t, cfg)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// serveRelay starts a relay; stop ends its Serve and waits for it.
+func serveRelay(t *testing.T, cfg ServerConfig) (s *Server, stop func() error) {
+	t.Helper()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	if cfg.Keys == nil {
 		cfg.Keys = []Key{testKey}
@@ -78,13 +92,10 @@ func startRelay(t *testing.T, cfg ServerConfig) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
+	return s, sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+		return <-done
 	})
-	return s
 }
 
 func startGateway(t *testing.T, relay *Server, cfg GatewayConfig) *Gateway {
@@ -283,5 +294,166 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("%s: not within 10 s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRelayFlood: a flood of connections that never send a header takes
+// no more than its source's share of the relay, nothing is dialed for
+// it, and a gateway at another address is served meanwhile; once the
+// handshake timeout frees the places, its source is served again.
+func TestRelayFlood(t *testing.T) {
+	dst := startDestination(t)
+	const perSource, flood = 10, 200
+	r := startRelay(t, ServerConfig{
+		HandshakeTimeout: 2 * time.Second,
+		Limits:           gate.Limits{MaxConnections: 100, MaxPerSource: perSource, Rate: 1e6, Burst: 1e6},
+	})
+	dial := func(from string) (*net.TCPConn, error) {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", r.Addrs()[0].String())
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.TCPConn), nil
+	}
+	var conns []*net.TCPConn
+	for range flood {
+		c, err := dial("127.0.0.1")
+		if errors.Is(err, syscall.ECONNRESET) {
+			continue // refused before connect returned
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The refused are reset at once; the admitted wait for a header.
+	waitFor(t, "refusals", func() bool { return r.Stats().Refused["max-per-source"] == flood-perSource })
+	held := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+			held++
+		}
+	}
+	if held != perSource {
+		t.Errorf("%d flood connections held by the relay, want %d", held, perSource)
+	}
+	// Another source, during the flood.
+	valid := func(from string) error {
+		c, err := dial(from)
+		if err != nil {
+			return err
+		}
+		h, err := AppendHeader(nil, NewHeader(Destination{Addr: dst.addr, Port: dst.addr.Port()}, time.Now()), &testKey)
+		if err != nil {
+			return err
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(append(h, "ping"...)); err != nil {
+			return err
+		}
+		_, err = io.ReadFull(c, make([]byte, 4))
+		return err
+	}
+	if err := valid("127.0.0.2"); err != nil {
+		t.Fatalf("a gateway at another address during the flood: %v", err)
+	}
+	if err := valid("127.0.0.1"); err == nil {
+		t.Fatal("the flooding source got past its limit")
+	}
+	// The handshake timeout frees the flooding source's places.
+	waitFor(t, "handshake timeouts", func() bool { return r.Stats().Refused["header-read"] == perSource })
+	if err := valid("127.0.0.1"); err != nil {
+		t.Fatalf("after the flood: %v", err)
+	}
+	if n := dst.accepted.Load(); n != 2 {
+		t.Errorf("the destination saw %d connections, want the two valid ones", n)
+	}
+}
+
+// TestRelayDrain: a stopping relay takes no new connection, lets a
+// running one finish, and resets one still running when its drain
+// timeout is up, so that its client sees the cut.
+func TestRelayDrain(t *testing.T) {
+	dst := startDestination(t)
+	for _, tc := range []struct {
+		name   string
+		finish bool // the client ends its connection while the relay drains
+	}{{"finishes", true}, {"cut", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const drain = 500 * time.Millisecond
+			r, stop := serveRelay(t, ServerConfig{DrainTimeout: drain})
+			g := startGateway(t, r, GatewayConfig{})
+			c := socksConnect(t, g, dst.addr)
+			br := bufio.NewReader(c)
+			echo := func(line string) error {
+				if _, err := c.Write([]byte(line)); err != nil {
+					return err
+				}
+				got, err := br.ReadString('\n')
+				if err == nil && got != line {
+					err = fmt.Errorf("echo %q, want %q", got, line)
+				}
+				return err
+			}
+			if err := echo("before\n"); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			stopped := make(chan error, 1)
+			go func() { stopped <- stop() }()
+			waitFor(t, "listener closed", func() bool {
+				c, err := net.DialTimeout("tcp", r.Addrs()[0].String(), time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			})
+			if err := echo("during\n"); err != nil {
+				t.Fatalf("while draining: %v", err)
+			}
+			if tc.finish {
+				c.Close()
+				if err := <-stopped; err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(start); took >= drain {
+					t.Errorf("stopped after %v: waited for the drain timeout, not for the connection", took)
+				}
+				return
+			}
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took < drain {
+				t.Errorf("stopped after %v, before the drain timeout", took)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := br.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("after the drain timeout: %v, want a reset", err)
+			}
+		})
+	}
+}
+
+// TestRelayDrainPooled: connections a gateway keeps warm, which have sent
+// nothing, do not hold a stopping relay for its handshake timeout.
+func TestRelayDrainPooled(t *testing.T) {
+	dst := startDestination(t)
+	r, stop := serveRelay(t, ServerConfig{DrainTimeout: 20 * time.Second})
+	g := startGateway(t, r, GatewayConfig{WarmPool: 2, WarmAge: time.Minute})
+	echoOnce(t, g, dst)
+	waitFor(t, "pool filled", func() bool { return g.Stats().Pool.Idle == 2 })
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > shutdownHeaderWait+time.Second {
+		t.Errorf("stopped after %v, waiting for pooled connections", took)
+	}
+	if st := r.Stats(); st.Unused != 2 || len(st.Refused) != 0 {
+		t.Errorf("relay %+v, want the two pooled connections unused, no refusal", st)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -38,6 +39,7 @@ type ServerConfig struct {
 	HandshakeTimeout time.Duration // for the header to arrive
 	DialTimeout      time.Duration // for the destination to answer
 	IdleTimeout      time.Duration // no byte either way; negative: none
+	DrainTimeout     time.Duration // at shutdown; 0: DefaultDrainTimeout; negative: none
 	ReplayWindow     time.Duration
 	ReplayMax        int
 
@@ -57,6 +59,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.ReplayWindow == 0 {
 		c.ReplayWindow = DefaultReplayWindow
@@ -83,6 +88,10 @@ type Stats struct {
 	Up, Down   int64 // bytes, client to destination and back, of ended connections
 	Resets     int   // relayed connections that ended with a reset
 	IdleResets int   // of them, by the idle timeout
+	// Unused counts connections closed before their first byte: a
+	// gateway's warm pool letting one go (relay).
+	Unused int
+	Pool   PoolStats // the warm pool (gateway)
 }
 
 // Server is a running relay.
@@ -91,6 +100,7 @@ type Server struct {
 	log    *slog.Logger
 	gate   *gate.Gate
 	replay *Replay
+	drain  *drainer
 	stats  counters
 }
 
@@ -107,6 +117,12 @@ func (c *counters) refuse(why string) {
 		c.s.Refused = map[string]int{}
 	}
 	c.s.Refused[why]++
+}
+
+func (c *counters) unused() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.Unused++
 }
 
 func (c *counters) start() {
@@ -166,6 +182,7 @@ func Listen(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		log:    c.Logger,
 		gate:   g,
 		replay: &Replay{Window: c.ReplayWindow, Max: c.ReplayMax},
+		drain:  newDrainer(),
 	}, nil
 }
 
@@ -198,7 +215,9 @@ func (s *Server) Stats() Stats {
 	return s.stats.snapshot(s.gate)
 }
 
-// Serve relays until ctx ends; connections being relayed keep running.
+// Serve relays until ctx ends, then closes its listeners and lets the
+// connections being relayed finish for DrainTimeout before it resets the
+// rest and returns.
 func (s *Server) Serve(ctx context.Context) error {
 	if !s.MPTCP() {
 		s.log.Warn("MPTCP is not available in this namespace (is net.mptcp.enabled 0?): serving plain TCP, one path per connection")
@@ -206,20 +225,46 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, a := range s.Addrs() {
 		s.log.Info("relay listening", "addr", a.String(), "mptcp", s.MPTCP())
 	}
-	return s.gate.Serve(ctx, func(c *net.TCPConn, done func()) {
-		go func() {
+	err := s.gate.Serve(ctx, func(c *net.TCPConn, done func()) {
+		s.drain.run(func(connCtx context.Context) {
 			defer done()
-			s.relay(ctx, c)
-		}()
+			s.relay(ctx, connCtx, c)
+		})
 	})
+	s.drain.drain(s.cfg.DrainTimeout, s.log)
+	return err
 }
 
 // relay authenticates c's header, checks and dials its destination, and
 // relays; anything wrong before the dial resets c with nothing dialed.
-func (s *Server) relay(ctx context.Context, c *net.TCPConn) {
+// serveCtx is Serve's: when it ends, a connection still waiting for its
+// first byte (a gateway's warm pool keeps some) is let go, so that
+// draining does not wait the handshake timeout for it. ctx ends when
+// draining gives up.
+func (s *Server) relay(serveCtx, ctx context.Context, c *net.TCPConn) {
+	defer s.drain.track(c)()
 	src := gate.ClientAddr(c)
 	_ = c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	h, err := ReadHeader(c, s.cfg.Keys)
+	var mu sync.Mutex
+	reading := true
+	stop := context.AfterFunc(serveCtx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if reading {
+			_ = c.SetReadDeadline(time.Now().Add(shutdownHeaderWait))
+		}
+	})
+	cr := &countingReader{r: c}
+	h, err := ReadHeader(cr, s.cfg.Keys)
+	mu.Lock()
+	reading = false
+	mu.Unlock()
+	stop()
+	if err == io.EOF || (err != nil && cr.n == 0 && serveCtx.Err() != nil) {
+		s.stats.unused()
+		c.Close()
+		return
+	}
 	if err == nil {
 		err = s.replay.Check(h, time.Now())
 	}
@@ -249,6 +294,23 @@ func (s *Server) relay(ctx context.Context, c *net.TCPConn) {
 	})
 	s.stats.end(m)
 	s.log.Debug("relayed", "gateway", src.String(), "dest", h.Dest.String(), "up", m.Up, "down", m.Down, "reset", m.Reset, "idle", m.Idle)
+}
+
+// shutdownHeaderWait is how long a stopping relay still waits for the
+// header of a connection that has sent no byte: one that was being sent
+// as the relay stopped arrives within a round trip or so.
+const shutdownHeaderWait = time.Second
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (r *countingReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.n += n
+	return n, err
 }
 
 func (s *Server) refuse(c *net.TCPConn, src netip.AddrPort, why string, err error) {

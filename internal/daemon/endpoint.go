@@ -23,6 +23,9 @@ func RunEndpoint[O any](name string, stderr io.Writer, parse func() (opts O, exi
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The first signal starts a graceful stop (a relay drains its
+	// connections); a second one kills at once, as the default action.
+	context.AfterFunc(ctx, stop)
 	if err := serve(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
