@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,43 +87,4 @@ func BenchmarkMonitorIdleRSS(b *testing.B) {
 			b.ReportMetric(float64(rss), "RSS-KiB")
 		})
 	}
-}
-
-// vmRSS reads a process's resident set size in KiB from /proc.
-// cpuTime is the user plus system CPU time the process has used
-// (/proc/PID/stat utime and stime, in clock ticks of 10 ms).
-func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces; the fields after its
-	// closing parenthesis are plain.
-	i := strings.LastIndexByte(string(data), ')')
-	f := strings.Fields(string(data)[i+1:])
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("pid %d: unexpected /proc/PID/stat %q", pid, data)
-	}
-	var ticks int64
-	for _, s := range f[11:13] { // utime, stime: fields 14 and 15
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("pid %d: /proc/PID/stat: %v", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
-}
-
-func vmRSS(pid int) (int64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
