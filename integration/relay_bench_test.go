@@ -37,7 +37,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +44,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mptcpd-go/mptcpd/endpoint/relay"
 	"github.com/mptcpd-go/mptcpd/internal/nstest"
 	"github.com/mptcpd-go/mptcpd/nl/intercept"
 	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
@@ -302,11 +300,11 @@ func startSocatPair(b *testing.B, n *relayBenchNet) []*background {
 	relayArgs := []string{"-d", "-d", "-b", relayBenchSocatBuffer,
 		fmt.Sprintf("TCP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", relayBenchRelayPort),
 		fmt.Sprintf("TCP4:%s:%d", relayBenchDstAddr.Addr(), relayBenchDstPort)}
-	relayer := startRelayBenchProc(b, n.gw, "relay socat", "listening on", "socat", relayArgs...)
+	relayer := startBenchProc(b, n.gw, "relay socat", "listening on", "socat", relayArgs...)
 	gwArgs := []string{"-d", "-d", "-b", relayBenchSocatBuffer,
 		fmt.Sprintf("TCP4-LISTEN:%d,fork,reuseaddr", relayBenchRedirPort),
 		fmt.Sprintf("TCP4:127.0.0.1:%d", relayBenchRelayPort)}
-	gateway := startRelayBenchProc(b, n.gw, "gateway socat", "listening on", "socat", gwArgs...)
+	gateway := startBenchProc(b, n.gw, "gateway socat", "listening on", "socat", gwArgs...)
 	return []*background{gateway, relayer}
 }
 
@@ -315,8 +313,8 @@ func startShadowsocksPair(b *testing.B, n *relayBenchNet) []*background {
 	b.Helper()
 	n.intercept(b)
 	common := []string{"-k", "relay-bench", "-m", relayBenchCipher, "-s", "127.0.0.1", "-p", strconv.Itoa(relayBenchRelayPort), "--mptcp"}
-	relayer := startRelayBenchProc(b, n.gw, "ss-server", "listening", "ss-server", common...)
-	gateway := startRelayBenchProc(b, n.gw, "ss-redir", "listening", "ss-redir",
+	relayer := startBenchProc(b, n.gw, "ss-server", "listening", "ss-server", common...)
+	gateway := startBenchProc(b, n.gw, "ss-redir", "listening", "ss-redir",
 		append(common, "-b", "0.0.0.0", "-l", strconv.Itoa(relayBenchRedirPort))...)
 	return []*background{gateway, relayer}
 }
@@ -326,14 +324,11 @@ func startShadowsocksPair(b *testing.B, n *relayBenchNet) []*background {
 func startMptcpdRelayPair(b *testing.B, n *relayBenchNet) []*background {
 	b.Helper()
 	bin := requireBinary(b, mptcpdRelayBin, mptcpdRelayErr)
-	dir := shmTempDir(b)
-	key := filepath.Join(dir, "key")
-	writeFileMode(b, key, relay.GenerateKey().String()+"\n", 0o600)
-	noConf := filepath.Join(dir, "none.conf")
+	key, noConf := relayKeyFiles(b)
 	relayAddr := fmt.Sprintf("127.0.0.1:%d", relayBenchRelayPort)
-	relayer := startRelayBenchProc(b, n.gw, "relay", "listening", bin, "--config", noConf, "--role=relay",
+	relayer := startBenchProc(b, n.gw, "relay", "listening", bin, "--config", noConf, "--role=relay",
 		"--listen="+relayAddr, "--key-file="+key, "--allow-destinations="+relayBenchDstAddr.Masked().String(), "--log=stderr")
-	gateway := startRelayBenchProc(b, n.gw, "gateway", "listening", bin, "--config", noConf, "--role=gateway",
+	gateway := startBenchProc(b, n.gw, "gateway", "listening", bin, "--config", noConf, "--role=gateway",
 		"--relay="+relayAddr, "--key-file="+key, "--intercept=lan0",
 		fmt.Sprintf("--transparent=0.0.0.0:%d", relayBenchRedirPort), "--log=stderr")
 	return []*background{gateway, relayer}
@@ -359,25 +354,6 @@ func (n *relayBenchNet) intercept(b *testing.B) {
 	})
 }
 
-// startRelayBenchProc runs a proxy in ns and waits until its output says
-// ready (shadowsocks logs to stdout, the others to stderr).
-func startRelayBenchProc(b *testing.B, ns *nstest.NS, name, ready, bin string, args ...string) *background {
-	b.Helper()
-	// ip netns exec execs bin: the PID is the proxy's own.
-	p := start(b, name, ns.Command(context.Background(), bin, args...))
-	b.Cleanup(func() {
-		if b.Failed() {
-			b.Logf("%s output:\n%s%s", name, p.stdout.String(), p.stderr.String())
-		}
-	})
-	if !waitFor(10*time.Second, func() bool {
-		return strings.Contains(p.stdout.String()+p.stderr.String(), ready) || p.exited()
-	}) || p.exited() {
-		b.Fatalf("%s did not start: %s%s", name, p.stdout.String(), p.stderr.String())
-	}
-	return p
-}
-
 // proxyCPU is each proxy's CPU time so far, its reaped children's
 // included (socat forks one per connection). It first waits, bounded,
 // until no proxy has a live child, whose time would not be counted yet.
@@ -398,4 +374,11 @@ func proxyCPU(b *testing.B, procs []*background) []time.Duration {
 		}
 	}
 	return cpu
+}
+
+// startBenchProc runs bin in ns and waits until its output says ready
+// (ip netns exec execs bin: the PID is the proxy's own, for its CPU time).
+func startBenchProc(b *testing.B, ns *nstest.NS, name, ready, bin string, args ...string) *background {
+	b.Helper()
+	return startUntil(b, name, ns.Command(context.Background(), bin, args...), ready, 1)
 }

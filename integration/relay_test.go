@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,15 +85,14 @@ func newRelaySite(t *testing.T, cfg relaySiteConfig) *relaySite {
 		return s
 	}
 
-	dir := shmTempDir(t)
-	key := filepath.Join(dir, "key")
-	writeFileMode(t, key, relay.GenerateKey().String()+"\n", 0o600)
+	key, noConf := relayKeyFiles(t)
 	relayAddr := netip.AddrPortFrom(tb.ServerAddrs()[0], relayPort).String()
-	noConf := filepath.Join(dir, "none.conf")
-	s.relayer = startRelayCmd(t, tb.Server, "relay", bin, "--config", noConf, "--role=relay", "--listen="+relayAddr,
-		"--key-file="+key, "--allow-destinations=203.0.113.0/24", "--log=stderr", "-d")
-	s.gateway = startRelayCmd(t, tb.Laptop, "gateway", bin, append([]string{"--config", noConf, "--role=gateway", "--relay=" + relayAddr,
-		"--key-file=" + key, "--intercept=lan0", "--socks=" + testbed.LANPrefix.Addr().String() + ":1080", "--log=stderr", "-d"}, cfg.extra...)...)
+	ctx := context.Background()
+	s.relayer = startUntil(t, "relay", tb.Server.Command(ctx, bin, "--config", noConf, "--role=relay", "--listen="+relayAddr,
+		"--key-file="+key, "--allow-destinations=203.0.113.0/24", "--log=stderr", "-d"), "listening", 1)
+	// Two listeners: the transparent one and SOCKS5.
+	s.gateway = startUntil(t, "gateway", tb.Laptop.Command(ctx, bin, append([]string{"--config", noConf, "--role=gateway", "--relay=" + relayAddr,
+		"--key-file=" + key, "--intercept=lan0", "--socks=" + testbed.LANPrefix.Addr().String() + ":1080", "--log=stderr", "-d"}, cfg.extra...)...), "listening", 2)
 	return s
 }
 
@@ -109,19 +109,32 @@ func startPolicyMptcpd(t *testing.T, ns *testbed.Namespace, name, policy string)
 	})
 }
 
-// startRelayCmd runs mptcpd-relay in ns and waits until it listens.
-func startRelayCmd(t *testing.T, ns *testbed.Namespace, name, bin string, args ...string) *background {
+// startUntil starts cmd and waits until its output says ready n times
+// (a listener each, say); it fails the test if cmd exits first or takes
+// over 10 s. The output goes to the log of a failed test.
+func startUntil(t testing.TB, name string, cmd *exec.Cmd, ready string, n int) *background {
 	t.Helper()
-	b := start(t, name, ns.Command(context.Background(), bin, args...))
+	b := start(t, name, cmd)
+	out := func() string { return b.stdout.String() + b.stderr.String() }
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", name, b.stderr.String())
+			t.Logf("%s output:\n%s", name, out())
 		}
 	})
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(b.stderr.String(), "listening") || b.exited() }) || b.exited() {
-		t.Fatalf("%s did not start: %s", name, b.stderr.String())
+	if !waitFor(10*time.Second, func() bool { return strings.Count(out(), ready) >= n || b.exited() }) || b.exited() {
+		t.Fatalf("%s did not start: %s", name, out())
 	}
 	return b
+}
+
+// relayKeyFiles writes a fresh relay key (mode 0600) and names a
+// configuration file that does not exist, so that mptcpd-relay runs on
+// its flags and built-in defaults alone.
+func relayKeyFiles(t testing.TB) (key, noConf string) {
+	dir := shmTempDir(t)
+	key = filepath.Join(dir, "key")
+	writeFileMode(t, key, relay.GenerateKey().String()+"\n", 0o600)
+	return key, filepath.Join(dir, "none.conf")
 }
 
 // destServer is the destination's services, and a log of when each
