@@ -274,19 +274,7 @@ func (g *Gateway) relay(ctx context.Context, c *net.TCPConn, destination func(co
 		g.refuse(c, src, "client", err)
 		return
 	}
-	var r *net.TCPConn
-	if g.pool != nil {
-		r = g.pool.take(time.Now())
-	}
-	if r == nil {
-		r, err = g.dialRelay(ctx, g.cfg.FastOpen)
-	}
-	if err == nil {
-		_, err = r.Write(first)
-		if err != nil {
-			gate.Reset(r)
-		}
-	}
+	r, err := g.sendFirst(ctx, first)
 	if err != nil {
 		g.refuse(c, src, "relay", err)
 		return
@@ -297,6 +285,29 @@ func (g *Gateway) relay(ctx context.Context, c *net.TCPConn, destination func(co
 	m.Up += int64(len(first))
 	g.stats.end(m)
 	g.log.Debug("relayed", "client", src.String(), "dest", dest.String(), "up", m.Up, "down", m.Down, "reset", m.Reset)
+}
+
+// sendFirst writes first to the relay on a pooled connection when there
+// is one, else on a new one; also on a new one when the relay closed the
+// pooled one after take looked (its write fails), since first is intact.
+func (g *Gateway) sendFirst(ctx context.Context, first []byte) (*net.TCPConn, error) {
+	if g.pool != nil {
+		if r := g.pool.take(time.Now()); r != nil {
+			if _, err := r.Write(first); err == nil {
+				return r, nil
+			}
+			gate.Reset(r)
+		}
+	}
+	r, err := g.dialRelay(ctx, g.cfg.FastOpen)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Write(first); err != nil {
+		gate.Reset(r)
+		return nil, err
+	}
+	return r, nil
 }
 
 // firstBytes appends what the client has sent already, waiting at most

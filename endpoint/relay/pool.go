@@ -78,16 +78,12 @@ func (p *warmPool) take(now time.Time) *net.TCPConn {
 	defer p.mu.Unlock()
 	defer p.signal()
 	p.lastUse = now
+	p.expire(now)
 	for len(p.idle) > 0 {
 		// The newest: the furthest from its age and from the relay's
 		// handshake timeout.
 		w := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(w.born) >= p.age {
-			p.stats.Expired++
-			w.c.Close()
-			continue
-		}
 		if !open(w.c) {
 			p.stats.Stale++
 			w.c.Close()
@@ -184,17 +180,7 @@ func (p *warmPool) run(ctx context.Context) {
 func (p *warmPool) tend(now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	live := p.idle[:0]
-	for _, w := range p.idle {
-		if now.Sub(w.born) >= p.age {
-			p.stats.Expired++
-			w.c.Close()
-			continue
-		}
-		live = append(live, w)
-	}
-	clear(p.idle[len(live):])
-	p.idle = live
+	p.expire(now)
 	next := p.age
 	if len(p.idle) > 0 {
 		next = p.age - now.Sub(p.idle[0].born)
@@ -206,6 +192,21 @@ func (p *warmPool) tend(now time.Time) time.Duration {
 		return 0
 	}
 	return min(next, p.keep-now.Sub(p.lastUse))
+}
+
+// expire closes the connections that reached their age; p.mu is held.
+func (p *warmPool) expire(now time.Time) {
+	live := p.idle[:0]
+	for _, w := range p.idle {
+		if now.Sub(w.born) >= p.age {
+			p.stats.Expired++
+			w.c.Close()
+			continue
+		}
+		live = append(live, w)
+	}
+	clear(p.idle[len(live):])
+	p.idle = live
 }
 
 func (p *warmPool) drain() {
