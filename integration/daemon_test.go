@@ -369,6 +369,8 @@ func TestDaemonRestartAfterKill(t *testing.T) {
 	d := startMptcpd(t, top.client, wlanPolicy)
 	wlan := linkIndex(t, top.client, "wlan0")
 	before := d.waitEndpoints(t, "at start", ep("10.0.2.2", subflow, wlan), ep("2001:db8:2::2", subflow, wlan))
+	// The limits are set after the endpoints, in the same pass.
+	d.waitLog(t, endpointTimeout, 1, "msg=reconciled", "changed=true")
 	v4 := sortedEndpoints(before)[0]
 	limits := nlLimitsText(t, d)
 	conn := openLiveConn(t, top, echo, v4.ID)
