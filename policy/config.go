@@ -54,6 +54,9 @@ type Config struct {
 	// MetricsListen is the address (IP:port, or :port for all) of the
 	// daemon's Prometheus endpoint; "" for none.
 	MetricsListen string
+	// PathHealth is how often the in-kernel mode samples its subflows to
+	// find paths that stopped delivering (pm/health); 0 turns it off.
+	PathHealth time.Duration
 
 	// SSH is the [ssh] section, read by the SSH endpoint (mptcpd-ssh);
 	// the daemon ignores it.
@@ -82,6 +85,7 @@ const (
 	KeySetPathManager
 	KeyControlGroup
 	KeyMetricsListen
+	KeyPathHealth
 )
 
 type configKey struct {
@@ -135,6 +139,10 @@ var configKeys = []configKey{
 		c.MetricsListen = v
 		return nil
 	}},
+	{KeyPathHealth, "path-health", func(c *Config, v string) (e *Error) {
+		c.PathHealth, e = parsePathHealth(v)
+		return e
+	}},
 	{KeyResyncInterval, "resync-interval", func(c *Config, v string) *Error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -150,6 +158,40 @@ var configKeys = []configKey{
 }
 
 var logDests = []string{"stderr", "syslog", "journal", "null"}
+
+// Bounds of path-health: sampling faster costs CPU for nothing (a subflow
+// is not judged before its retransmission timer, 200 ms at least, fired);
+// slower lets a dead path hold data for seconds.
+const (
+	DefaultPathHealth = 100 * time.Millisecond
+	minPathHealth     = 10 * time.Millisecond
+	maxPathHealth     = 5 * time.Second
+)
+
+// ParsePathHealth reads a path-health value: a sampling period from 10ms
+// to 5s, or off (0).
+func ParsePathHealth(v string) (time.Duration, error) {
+	d, e := parsePathHealth(v)
+	if e != nil {
+		return 0, e
+	}
+	return d, nil
+}
+
+func parsePathHealth(v string) (time.Duration, *Error) {
+	const hint = "write how often to look at the subflows, such as 100ms, or off"
+	if v == "off" || v == "no" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errorf("%q is not a duration or off", v).withHint(hint)
+	}
+	if d < minPathHealth || d > maxPathHealth {
+		return 0, errorf("path-health %s is outside %s..%s", d, minPathHealth, maxPathHealth).withHint(hint)
+	}
+	return d, nil
+}
 
 // validGroup accepts what shadow-utils' groupadd does by default (a
 // letter or underscore, then letters, digits, '_', '-', '.', optionally
@@ -229,6 +271,7 @@ func DefaultConfig() *Config {
 		Log:            "stderr",
 		StateDir:       "/run/mptcpd-go",
 		ResyncInterval: 30 * time.Second,
+		PathHealth:     DefaultPathHealth,
 	}
 }
 

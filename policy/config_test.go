@@ -81,6 +81,26 @@ c:11: remove-on-exit: "maybe" is not yes or no
 c:12: too many errors; stopping here`,
 		},
 		{
+			name: "path-health",
+			in:   "[core]\npath-health=50ms\n",
+			want: with(func(c *Config) { c.PathHealth, c.Set = 50*time.Millisecond, KeyPathHealth }),
+		},
+		{
+			name: "path-health off",
+			in:   "[core]\npath-health=off\n",
+			want: with(func(c *Config) { c.PathHealth, c.Set = 0, KeyPathHealth }),
+		},
+		{
+			name: "path-health out of range",
+			in:   "[core]\npath-health=1ms\n",
+			err:  `c:2: path-health: path-health 1ms is outside 10ms..5s (hint: write how often to look at the subflows, such as 100ms, or off)`,
+		},
+		{
+			name: "path-health not a duration",
+			in:   "[core]\npath-health=never\n",
+			err:  `c:2: path-health: "never" is not a duration or off (hint: write how often to look at the subflows, such as 100ms, or off)`,
+		},
+		{
 			name: "comment after a value",
 			in:   "[core]\naddr-flags=subflow # the default\n",
 			err:  `c:2: addr-flags: unknown flag "subflow # the default" (hint: a comment must be on a line of its own)`,

@@ -49,6 +49,17 @@ type Link struct {
 	Why           string `json:"why,omitempty"` // why not usable
 	DefaultRoute4 bool   `json:"default_route_ipv4"`
 	DefaultRoute6 bool   `json:"default_route_ipv6"`
+	// Health is the path health verdict of a link with endpoints, when
+	// the daemon judges paths (the in-kernel mode with path-health on).
+	Health *Health `json:"health,omitempty"`
+}
+
+// Health is a path's verdict (pm/health).
+type Health struct {
+	State string    `json:"state"` // healthy, failed or probation
+	Why   string    `json:"why"`
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until,omitzero"` // failed: when the endpoints come back on probation
 }
 
 // LinkFrom is l on the wire.
@@ -268,6 +279,7 @@ const (
 	KindMPTCP    = "mptcp"    // userspace mode: an mptcp_pm event (Op is its name)
 	KindCommand  = "command"  // userspace mode: a plugin's command (Op is Command.Op)
 	KindReload   = "reload"   // a configuration reload (Op ok/failed)
+	KindHealth   = "health"   // a path health verdict changed (Op healthy, failed, probation)
 )
 
 // Event is one line of the "events" stream.

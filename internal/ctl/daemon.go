@@ -300,6 +300,8 @@ func formatStatus(b *bytes.Buffer, st *control.Status, now time.Time) {
 		state := "usable"
 		if !l.Usable {
 			state = "not usable: " + l.Why
+		} else if h := l.Health; h != nil && h.State == "probation" {
+			state += ", path health on probation (" + h.Why + ")"
 		}
 		state += defaultRoutes(l.DefaultRoute4, l.DefaultRoute6)
 		fmt.Fprintf(b, "  %-*s  %-8s  %s\n", nameW, l.Name, l.Kind, state)

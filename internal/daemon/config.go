@@ -45,6 +45,7 @@ type Options struct {
 	ResyncInterval time.Duration
 	ControlGroup   string // who may use the control socket besides root
 	MetricsListen  string // the Prometheus endpoint's address
+	PathHealth     string // path-health: a sampling period or "off"
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
 	ReceiveBuffer int
@@ -168,6 +169,13 @@ func applyFlags(conf *policy.Config, opts Options) error {
 		if err := policy.CheckListenAddr(opts.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
 		}
+	}
+	if opts.PathHealth != "" {
+		d, err := policy.ParsePathHealth(opts.PathHealth)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--path-health: %w", err))
+		}
+		conf.PathHealth, conf.Set = d, conf.Set|policy.KeyPathHealth
 	}
 	if opts.AddrFlags != "" {
 		f, err := policy.ParseAddrFlags(opts.AddrFlags)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/pm"
+	"github.com/mptcpd-go/mptcpd/pm/health"
 )
 
 // controlPlane serves the control socket (internal/control) for the
@@ -54,6 +56,7 @@ type snapshot struct {
 	limits   mptcp.Limits // the kernel's, as last read or written
 	admin    []string     // managed limits an administrator holds
 	counters control.Counters
+	health   []health.Verdict // by link index; nil without path health
 }
 
 // startControl serves the control socket of the calling thread's network
@@ -149,7 +152,12 @@ func (c *controlPlane) Status() control.Status {
 		Problems: c.problems.list(), Counters: sn.counters,
 	}
 	for _, l := range sn.network.Links {
-		st.Links = append(st.Links, control.LinkFrom(l))
+		cl := control.LinkFrom(l)
+		if i := slices.IndexFunc(sn.health, func(v health.Verdict) bool { return v.Link == l.Index }); i >= 0 {
+			v := sn.health[i]
+			cl.Health = &control.Health{State: v.State.String(), Why: v.Why, Since: v.Since, Until: v.Until}
+		}
+		st.Links = append(st.Links, cl)
 	}
 	userMode := st.Mode == control.ModeUserspace
 	for _, w := range sn.plan.Endpoints {
@@ -463,6 +471,20 @@ func (c *controlPlane) commandEvent(plugin string, tok mptcp.Token, cmd control.
 	}
 	s := fmt.Sprintf("command by %s token %s: %s", plugin, tok, cmd)
 	c.emit(control.Event{Time: cmd.Time, Kind: control.KindCommand, Op: cmd.Op, Token: tok.String(), Text: s})
+}
+
+// healthEvents reports path health verdicts that changed.
+func (c *controlPlane) healthEvents(vs []health.Verdict) {
+	if !c.watched() {
+		return
+	}
+	for _, v := range vs {
+		text := fmt.Sprintf("path %s %s: %s", v.Name, v.State, v.Why)
+		if v.State == health.Failed {
+			text += fmt.Sprintf("; probation in %s", v.Hold)
+		}
+		c.emit(control.Event{Time: v.Since, Kind: control.KindHealth, Op: v.State.String(), Link: v.Name, Text: text})
+	}
 }
 
 // reloadEvent reports a reload and how it ended.

@@ -74,6 +74,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer client.Close()
+	// The monitor (and the health sampler) outlive ctx until the loop has
+	// returned: a stop signal must not look like a dead monitor to a loop
+	// that is mid-pass.
+	monCtx, stopMon := context.WithCancel(context.Background())
+	defer stopMon()
 	e := &engine{
 		log:    log,
 		state:  netmon.NewState(),
@@ -90,6 +95,9 @@ func Run(ctx context.Context, opts Options) error {
 		e.kernel, e.store = &kernelView{Kernel: client}, store
 		e.rec = pm.NewReconciler(e.kernel, store, log)
 		started = append(started, "state", store.Path())
+		if e.health, err = startHealth(monCtx, s.conf.PathHealth, log); err != nil {
+			return err
+		}
 	} else {
 		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, ctl, log); err != nil {
 			return err
@@ -107,10 +115,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer e.routes.Close()
 
-	// The monitor outlives ctx until the loop has returned: a stop signal
-	// must not look like a dead monitor to a loop that is mid-pass.
-	monCtx, stopMon := context.WithCancel(context.Background())
-	defer stopMon()
 	mon, err := netmon.Start(monCtx, netmon.Config{Logger: log, ReceiveBufferSize: opts.ReceiveBuffer})
 	if err != nil {
 		return err
@@ -154,6 +158,7 @@ type engine struct {
 	user     *userspaceMode // the userspace mode; nil in the in-kernel one
 	ctl      *controlPlane  // the control socket; nil in tests that need none
 	metrics  *metrics       // the Prometheus endpoint's; nil without metrics-listen
+	health   *healthWatch   // the in-kernel mode's path health; nil when off
 	counters control.Counters
 	routes   router
 	state    *netmon.State
@@ -197,7 +202,8 @@ func (e *engine) publish(plan pm.Plan) {
 	if e.ctl == nil {
 		return
 	}
-	sn := &snapshot{at: e.passed, settings: e.settings, user: e.user, network: e.last, plan: plan, counters: e.counters, admin: e.adminLimits}
+	sn := &snapshot{at: e.passed, settings: e.settings, user: e.user, network: e.last, plan: plan, counters: e.counters, admin: e.adminLimits,
+		health: e.health.verdicts()}
 	if e.kernel != nil {
 		sn.kernel, sn.limits = e.kernel.snapshot()
 		sn.owned = e.store.Endpoints()
@@ -248,6 +254,15 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			outcome.reloaded = control.Reloaded{Config: s.conf.Source, Policy: s.policy.Source}
 		case err := <-e.user.ended():
 			return fmt.Errorf("userspace path manager: %w", err)
+		case hs := <-e.health.sampled():
+			changed := e.health.observe(hs)
+			if len(changed) == 0 {
+				continue
+			}
+			arrived = hs.at
+			e.publish(e.lastPlan)
+			e.ctl.healthEvents(changed)
+			e.metrics.healthChanged(changed)
 		case <-e.user.statusTick():
 			if e.ready {
 				e.readyWith(e.user.status())
@@ -323,6 +338,10 @@ func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) err
 		e.log.Warn("path-manager changes take effect at restart", "path_manager", s.conf.PathManager)
 		s.conf.PathManager = e.settings.conf.PathManager
 	}
+	if s.conf.PathHealth != e.settings.conf.PathHealth {
+		e.log.Warn("path-health changes take effect at restart", "path_health", s.conf.PathHealth)
+		s.conf.PathHealth = e.settings.conf.PathHealth
+	}
 	if s.conf.MetricsListen != e.settings.conf.MetricsListen {
 		e.log.Warn("metrics-listen changes take effect at restart", "metrics_listen", s.conf.MetricsListen)
 		s.conf.MetricsListen = e.settings.conf.MetricsListen
@@ -340,7 +359,7 @@ func (e *engine) pass() bool {
 	if !e.state.Synced() {
 		return false
 	}
-	n := pm.NetworkFrom(e.state, e.classify)
+	n := e.health.apply(pm.NetworkFrom(e.state, e.classify), e.settings.policy)
 	if !e.force && e.reconciled && n.Equal(e.last) {
 		return false
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
 	"github.com/mptcpd-go/mptcpd/pm"
+	"github.com/mptcpd-go/mptcpd/pm/health"
 	"github.com/mptcpd-go/mptcpd/pm/userspace"
 )
 
@@ -77,6 +78,13 @@ var (
 		"MPTCP connections (listeners excluded) by the interface of their local address, \"\" when unknown: "+
 			"the userspace engine's table, or in the in-kernel mode the kernel's sockets. Counted at most every 2s.",
 		[]string{"interface"}, nil)
+	descHealth = prometheus.NewDesc("mptcpd_path_health",
+		"Path health of each interface with endpoints (in-kernel mode, path-health on): 1 for its current state "+
+			"(healthy, failed: endpoints withdrawn, probation: endpoints back awaiting proof).",
+		[]string{"interface", "state"}, nil)
+	descHealthChanges = prometheus.NewDesc("mptcpd_path_health_changes_total",
+		"Path health verdicts reached, by the state entered.",
+		[]string{"state"}, nil)
 	descSubflows = prometheus.NewDesc("mptcpd_subflows",
 		"TCP subflows of MPTCP connections by the interface of their local address, \"\" when unknown: "+
 			"the userspace engine's table (subflows asked for and not yet established left out), or in the in-kernel mode "+
@@ -95,6 +103,7 @@ type metrics struct {
 	reg     *prometheus.Registry
 
 	ops, errs, resyncs counterSet
+	healthChanges      counterSet
 	lag                prometheus.Histogram
 
 	connMu          sync.Mutex // held by the scrape that lists
@@ -113,6 +122,7 @@ func newMetrics(version string, ctl *controlPlane, lister userspace.Lister, log 
 	m := &metrics{
 		version: version, ctl: ctl, lister: lister, log: log, reg: prometheus.NewRegistry(),
 		ops: newCounterSet(opKinds), errs: newCounterSet(errKinds), resyncs: newCounterSet(resyncReasons),
+		healthChanges: newCounterSet(healthStates),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "mptcpd_event_lag_seconds",
 			Help: "Seconds from the engine loop taking a network event off the monitor's queue to the end of the pass that handled it, " +
@@ -220,6 +230,18 @@ func errKind(op string) string {
 }
 
 // resync counts a full re-read for reason, one of resyncReasons.
+// healthStates are the label values of the path health metrics.
+var healthStates = []string{health.Healthy.String(), health.Failed.String(), health.Probation.String()}
+
+// healthChanged counts verdicts reached.
+func (m *metrics) healthChanged(vs []health.Verdict) {
+	if m != nil {
+		for _, v := range vs {
+			m.healthChanges.add(v.State.String(), 1)
+		}
+	}
+}
+
 func (m *metrics) resync(reason string) {
 	if m != nil {
 		m.resyncs.add(reason, 1)
@@ -237,7 +259,7 @@ func (m *metrics) passEnded(arrived time.Time) {
 
 // Describe is prometheus.Collector's.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descEndpoints, descOps, descErrors, descResyncs, descConnections, descSubflows} {
+	for _, d := range []*prometheus.Desc{descBuildInfo, descEndpoints, descOps, descErrors, descResyncs, descConnections, descSubflows, descHealth, descHealthChanges} {
 		ch <- d
 	}
 }
@@ -250,6 +272,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if inKernel {
 		m.ops.collect(ch, descOps)
 		m.errs.collect(ch, descErrors)
+		if sn.health != nil { // path health is on
+			m.healthChanges.collect(ch, descHealthChanges)
+		}
+	}
+	for _, v := range sn.health {
+		for _, st := range healthStates {
+			val := 0.0
+			if st == v.State.String() {
+				val = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, val, v.Name, st)
+		}
 	}
 	m.resyncs.collect(ch, descResyncs)
 	if sn.user != nil {

@@ -196,9 +196,18 @@ func parseMPTCPInfo(data []byte) (Info, error) {
 func parseTCPInfo(data []byte) TCPInfo {
 	b := structBytes(data)
 	us := func(off int) time.Duration { return time.Duration(b.u32(off)) * time.Microsecond }
+	ms := func(off int) time.Duration { return time.Duration(b.u32(off)) * time.Millisecond }
 	return TCPInfo{
 		Size:          len(data),
 		State:         State(b.u8(0)),
+		Retransmits:   b.u8(2),
+		Backoff:       b.u8(4),
+		RTO:           us(8),
+		Unacked:       b.u32(24),
+		Lost:          b.u32(32),
+		LastDataSent:  ms(44),
+		LastDataRecv:  ms(52),
+		LastAckRecv:   ms(56),
 		SndMSS:        b.u32(16),
 		RTT:           us(68),
 		RTTVar:        us(72),

@@ -94,9 +94,13 @@ func TestParseMPTCPInfo(t *testing.T) {
 
 func TestParseTCPInfo(t *testing.T) {
 	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	ms := func(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 	full := TCPInfo{
-		Size: 280, State: 0, SndMSS: 0x13121110,
-		RTT: us(0x47464544), RTTVar: us(0x4b4a4948), SndCwnd: 0x53525150,
+		Size: 280, State: 0, Retransmits: 2, Backoff: 4, RTO: us(0x0b0a0908),
+		Unacked: 0x1b1a1918, Lost: 0x23222120,
+		LastDataSent: ms(0x2f2e2d2c), LastDataRecv: ms(0x37363534), LastAckRecv: ms(0x3b3a3938),
+		SndMSS: 0x13121110,
+		RTT:    us(0x47464544), RTTVar: us(0x4b4a4948), SndCwnd: 0x53525150,
 		TotalRetrans:  0x67666564,
 		BytesAcked:    0x7f7e7d7c7b7a7978,
 		BytesReceived: 0x8786858483828180,
@@ -105,7 +109,8 @@ func TestParseTCPInfo(t *testing.T) {
 		BytesRetrans:  0xd7d6d5d4d3d2d1d0,
 	}
 	// Linux 2.6's struct ended with tcpi_total_retrans.
-	oldest := TCPInfo{Size: 104, SndMSS: full.SndMSS, RTT: full.RTT, RTTVar: full.RTTVar, SndCwnd: full.SndCwnd, TotalRetrans: full.TotalRetrans}
+	oldest := TCPInfo{Size: 104, Retransmits: 2, Backoff: 4, RTO: full.RTO, Unacked: full.Unacked, Lost: full.Lost,
+		LastDataSent: full.LastDataSent, LastDataRecv: full.LastDataRecv, LastAckRecv: full.LastAckRecv, SndMSS: full.SndMSS, RTT: full.RTT, RTTVar: full.RTTVar, SndCwnd: full.SndCwnd, TotalRetrans: full.TotalRetrans}
 	for _, tt := range []struct {
 		name string
 		data []byte
@@ -208,7 +213,9 @@ func TestParseSubflow(t *testing.T) {
 			LocalToken: 0x86c266db, RemoteToken: 0xb81f7acb, LocalID: 1,
 			Flags:       SubflowJoinRemote | SubflowJoinLocal | SubflowFullyEstablished | SubflowConnected,
 			RelWriteSeq: 1, MapSeq: 0x0c9d0637b850a53c, SSNOffset: 0x942a951a,
-			TCP: TCPInfo{Size: 280, State: StateEstablished, RTT: 30 * time.Microsecond, RTTVar: 15 * time.Microsecond,
+			TCP: TCPInfo{Size: 280, State: StateEstablished, RTO: 204 * time.Millisecond,
+				LastDataSent: 8 * time.Millisecond, LastDataRecv: 8 * time.Millisecond, LastAckRecv: 8 * time.Millisecond,
+				RTT: 30 * time.Microsecond, RTTVar: 15 * time.Microsecond,
 				MinRTT: 30 * time.Microsecond, SndMSS: 1448, SndCwnd: 10, BytesAcked: 1},
 		},
 	}, {

@@ -126,6 +126,14 @@ func (s *Subflow) Initial() bool {
 type TCPInfo struct {
 	Size          int // bytes of struct tcp_info the kernel sent
 	State         State
+	Retransmits   uint8         // RTO firings since the last ACK of new data (tcpi_retransmits; SYN retries before ESTABLISHED)
+	Backoff       uint8         // exponential backoff of the retransmission timer (tcpi_backoff)
+	RTO           time.Duration // retransmission timeout, backed off (tcpi_rto, µs)
+	Unacked       uint32        // segments sent and not yet acknowledged
+	Lost          uint32        // segments the sender counts as lost
+	LastDataSent  time.Duration // since the last data segment went out (ms resolution)
+	LastDataRecv  time.Duration // since the last data segment came in
+	LastAckRecv   time.Duration // since the last ACK came in
 	RTT           time.Duration // smoothed round-trip time (tcpi_rtt, µs)
 	RTTVar        time.Duration
 	MinRTT        time.Duration

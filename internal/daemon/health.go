@@ -1,0 +1,168 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
+	"github.com/mptcpd-go/mptcpd/pm"
+	"github.com/mptcpd-go/mptcpd/pm/health"
+	"github.com/mptcpd-go/mptcpd/policy"
+)
+
+// healthWatch is the in-kernel mode's path health (pm/health): a sampler
+// goroutine lists the subflows every period while there is a choice of
+// paths, and the engine loop feeds each sample to the tracker and takes
+// the failed paths' links out of the network it reconciles, so that their
+// endpoints, and with them their subflows, go.
+type healthWatch struct {
+	tracker *health.Tracker
+	samples chan healthSample
+	// wanted tells the sampler whether a sample can change anything: two
+	// or more paths, or one not healthy. The loop sets it after each pass.
+	wanted atomic.Bool
+	paths  []health.Path // the last pass's, before health took any out
+	log    *slog.Logger
+}
+
+// dueSlack covers the tick of the kernel's clock (4 ms at HZ=250) in a
+// subflow's last_ack_recv.
+const dueSlack = 5 * time.Millisecond
+
+type healthSample struct {
+	at    time.Time
+	conns []mptcpdiag.Connection
+	err   error
+}
+
+// startHealth starts sampling every period until ctx ends; nil when the
+// period is 0 (path-health=off).
+func startHealth(ctx context.Context, period time.Duration, log *slog.Logger) (*healthWatch, error) {
+	if period <= 0 {
+		return nil, nil
+	}
+	diag, err := mptcpdiag.Dial(nil)
+	if err != nil {
+		return nil, err
+	}
+	h := &healthWatch{tracker: health.NewTracker(health.Config{}), samples: make(chan healthSample, 1), log: log}
+	go h.sample(ctx, diag, period)
+	return h, nil
+}
+
+func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period time.Duration) {
+	defer diag.Close()
+	wait := time.NewTimer(period)
+	defer wait.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
+		if !h.wanted.Load() {
+			wait.Reset(period)
+			continue
+		}
+		conns, err := diag.Connections()
+		// A subflow about to be judged is looked at again when it can be
+		// (last_ack_recv counts in jiffies: a few ms late, not early).
+		next := period
+		if due := health.Due(conns, 0); due > 0 && due+dueSlack < next {
+			next = due + dueSlack
+		}
+		wait.Reset(next)
+		select {
+		case h.samples <- healthSample{at: time.Now(), conns: conns, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if errors.Is(err, mptcp.ErrNotSupported) {
+			return
+		}
+	}
+}
+
+// sampled is the loop's channel of samples; nil (never) when off.
+func (h *healthWatch) sampled() <-chan healthSample {
+	if h == nil {
+		return nil
+	}
+	return h.samples
+}
+
+// observe judges one sample and reports the verdicts that changed.
+func (h *healthWatch) observe(s healthSample) []health.Verdict {
+	if s.err != nil {
+		if errors.Is(s.err, mptcp.ErrNotSupported) {
+			h.log.Warn("path health is off: the kernel cannot list subflows", "err", s.err)
+		} else {
+			h.log.Error("path health: listing subflows", "err", s.err)
+		}
+		return nil
+	}
+	changed := h.tracker.Observe(s.at, h.paths, s.conns)
+	for _, v := range changed {
+		attrs := []any{"link", v.Name, "why", v.Why}
+		switch v.State {
+		case health.Failed:
+			h.log.Warn("path failed, its endpoints withdrawn", append(attrs, "hold", v.Hold)...)
+		case health.Probation:
+			h.log.Info("path on probation, its endpoints back", attrs...)
+		case health.Healthy:
+			h.log.Info("path healthy again", attrs...)
+		}
+	}
+	return changed
+}
+
+// apply records the paths of network n under policy p and returns n with
+// the failed paths' links made unusable. Without path health it is n.
+func (h *healthWatch) apply(n pm.Network, p *policy.Policy) pm.Network {
+	if h == nil {
+		return n
+	}
+	h.paths = pathsOf(pm.Desired(n, p, pm.MaxEndpoints))
+	failed := h.tracker.Track(time.Now(), h.paths)
+	h.wanted.Store(len(h.paths) >= 2 || h.tracker.Active())
+	if len(failed) == 0 {
+		return n
+	}
+	n.Links = slices.Clone(n.Links)
+	for i, l := range n.Links {
+		if j := slices.IndexFunc(failed, func(v health.Verdict) bool { return v.Link == l.Index }); j >= 0 && l.Usable {
+			n.Links[i].Usable, n.Links[i].Why = false, "path health: "+failed[j].Why
+		}
+	}
+	return n
+}
+
+// verdicts are every path's, for status; nil without path health.
+func (h *healthWatch) verdicts() []health.Verdict {
+	if h == nil {
+		return nil
+	}
+	return h.tracker.Verdicts()
+}
+
+// pathsOf groups a plan's endpoint addresses by link.
+func pathsOf(plan pm.Plan) []health.Path {
+	var paths []health.Path
+	for _, w := range plan.Endpoints {
+		a := w.Endpoint.Addr.Unmap()
+		i := slices.IndexFunc(paths, func(p health.Path) bool { return p.Link == w.Endpoint.IfIndex })
+		if i < 0 {
+			paths = append(paths, health.Path{Link: w.Endpoint.IfIndex, Name: w.Link})
+			i = len(paths) - 1
+		}
+		if !slices.Contains(paths[i].Addrs, a) {
+			paths[i].Addrs = append(paths[i].Addrs, a)
+		}
+	}
+	return paths
+}
