@@ -259,7 +259,6 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			if len(changed) == 0 {
 				continue
 			}
-			arrived = hs.at
 			e.publish(e.lastPlan)
 			e.ctl.healthEvents(changed)
 			e.metrics.healthChanged(changed)
