@@ -26,7 +26,6 @@ type healthWatch struct {
 	// wanted tells the sampler whether a sample can change anything: two
 	// or more paths, or one not healthy. The loop sets it after each pass.
 	wanted atomic.Bool
-	paths  []health.Path // the last pass's, before health took any out
 	log    *slog.Logger
 }
 
@@ -73,7 +72,7 @@ func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period
 		// A subflow about to be judged is looked at again when it can be
 		// (last_ack_recv counts in jiffies: a few ms late, not early).
 		next := period
-		if due := health.Due(conns, 0); due > 0 && due+dueSlack < next {
+		if due := h.tracker.Due(conns); due > 0 && due+dueSlack < next {
 			next = due + dueSlack
 		}
 		wait.Reset(next)
@@ -106,7 +105,7 @@ func (h *healthWatch) observe(s healthSample) []health.Verdict {
 		}
 		return nil
 	}
-	changed := h.tracker.Observe(s.at, h.paths, s.conns)
+	changed := h.tracker.Observe(s.at, s.conns)
 	for _, v := range changed {
 		attrs := []any{"link", v.Name, "why", v.Why}
 		switch v.State {
@@ -127,9 +126,10 @@ func (h *healthWatch) apply(n pm.Network, p *policy.Policy) pm.Network {
 	if h == nil {
 		return n
 	}
-	h.paths = pathsOf(pm.Desired(n, p, pm.MaxEndpoints))
-	failed := h.tracker.Track(time.Now(), h.paths)
-	h.wanted.Store(len(h.paths) >= 2 || h.tracker.Active())
+	// The paths come from the network before health took any out, so a
+	// failed path stays tracked until it comes back.
+	failed := h.tracker.Track(time.Now(), pathsOf(pm.Desired(n, p, pm.MaxEndpoints)))
+	h.wanted.Store(h.tracker.Active())
 	if len(failed) == 0 {
 		return n
 	}

@@ -145,19 +145,18 @@ type evidence struct {
 
 func (e evidence) ok() bool { return e.alive > 0 || e.stuck == 0 }
 
-// Track takes the paths that carry endpoints now, without a sample (a
-// path whose addresses changed starts over at once), and returns the
-// failed ones.
+// Track takes the paths that carry endpoints now (a path whose addresses
+// changed starts over at once) and returns the failed ones. Observe
+// judges these paths until the next Track.
 func (t *Tracker) Track(now time.Time, paths []Path) []Verdict {
 	t.sync(now, paths)
 	return t.Failed()
 }
 
-// Observe takes one sample at now: the paths that carry endpoints and the
-// namespace's MPTCP connections. It returns the verdicts that changed, by
-// link index.
-func (t *Tracker) Observe(now time.Time, paths []Path, conns []mptcpdiag.Connection) []Verdict {
-	t.sync(now, paths)
+// Observe takes one sample at now, the namespace's MPTCP connections, and
+// judges the paths of the last Track. It returns the verdicts that
+// changed, by link index.
+func (t *Tracker) Observe(now time.Time, conns []mptcpdiag.Connection) []Verdict {
 	moved := make(map[int]bool)
 	for l, p := range t.paths {
 		if p.State == Failed && !now.Before(p.Until) {
@@ -350,10 +349,10 @@ func judge(ti *mptcpdiag.TCPInfo, grace time.Duration) subflowJudgement {
 // none is: a sampler that looks again then, rather than at its next
 // period, decides as early as the evidence allows at no cost the rest of
 // the time.
-func Due(conns []mptcpdiag.Connection, grace time.Duration) time.Duration {
-	if grace <= 0 {
-		grace = DefaultGrace
-	}
+//
+// Only the tracker's configuration is read: Due may run beside Observe.
+func (t *Tracker) Due(conns []mptcpdiag.Connection) time.Duration {
+	grace := t.cfg.Grace
 	var due time.Duration
 	for i := range conns {
 		for j := range conns[i].Subflows {

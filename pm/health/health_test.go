@@ -50,6 +50,12 @@ func conn(subs ...sub) mptcpdiag.Connection {
 	return c
 }
 
+// observe is one pass and one sample: the paths now, then the subflows.
+func observe(tr *Tracker, now time.Time, paths []Path, conns []mptcpdiag.Connection) []Verdict {
+	tr.Track(now, paths)
+	return tr.Observe(now, conns)
+}
+
 func states(tr *Tracker) string {
 	var b strings.Builder
 	for _, v := range tr.Verdicts() {
@@ -96,11 +102,11 @@ func TestJudge(t *testing.T) {
 
 func TestFailAndRecover(t *testing.T) {
 	tr := NewTracker(Config{})
-	if ch := tr.Observe(t0, both, []mptcpdiag.Connection{conn(sub{wlan, busy}, sub{wwan, idle})}); len(ch) != 0 {
+	if ch := observe(tr, t0, both, []mptcpdiag.Connection{conn(sub{wlan, busy}, sub{wwan, idle})}); len(ch) != 0 {
 		t.Fatalf("a working sample changed %v", ch)
 	}
 	now := t0.Add(100 * time.Millisecond)
-	ch := tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, idle})})
+	ch := observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, idle})})
 	if len(ch) != 1 || ch[0].Name != "wlan0" || ch[0].State != Failed {
 		t.Fatalf("changed %+v, want wlan0 failed", ch)
 	}
@@ -113,35 +119,35 @@ func TestFailAndRecover(t *testing.T) {
 
 	// Held down: the endpoint is gone, so are its subflows.
 	now = now.Add(500 * time.Millisecond)
-	if ch := tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wwan, busy})}); len(ch) != 0 {
+	if ch := observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wwan, busy})}); len(ch) != 0 {
 		t.Fatalf("during the hold: changed %+v", ch)
 	}
 	now = now.Add(500 * time.Millisecond)
-	ch = tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wwan, busy})})
+	ch = observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wwan, busy})})
 	if len(ch) != 1 || ch[0].State != Probation {
 		t.Fatalf("after the hold: changed %+v, want wlan0 on probation", ch)
 	}
 	// No subflow yet: no verdict.
-	if ch := tr.Observe(now.Add(100*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy})}); len(ch) != 0 {
+	if ch := observe(tr, now.Add(100*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy})}); len(ch) != 0 {
 		t.Fatalf("probation without subflows: changed %+v", ch)
 	}
 	// The join's SYN is resent: failed again, for twice as long.
 	now = now.Add(1100 * time.Millisecond)
-	ch = tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, synLost})})
+	ch = observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, synLost})})
 	if len(ch) != 1 || ch[0].State != Failed || ch[0].Hold != 2*time.Second || ch[0].Why != "1 join's SYN unanswered" {
 		t.Fatalf("lost join: changed %+v, want failed for 2s", ch)
 	}
 	now = now.Add(2 * time.Second)
-	if ch := tr.Observe(now, both, nil); len(ch) != 1 || ch[0].State != Probation {
+	if ch := observe(tr, now, both, nil); len(ch) != 1 || ch[0].State != Probation {
 		t.Fatalf("after the second hold: %+v", ch)
 	}
 	// An ACK from before probation proves nothing; one after it does.
 	stale := idle
 	stale.LastAckRecv = 300 * time.Millisecond
-	if ch := tr.Observe(now.Add(200*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, stale})}); len(ch) != 0 {
+	if ch := observe(tr, now.Add(200*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, stale})}); len(ch) != 0 {
 		t.Fatalf("an old ACK: changed %+v", ch)
 	}
-	ch = tr.Observe(now.Add(300*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, busy})})
+	ch = observe(tr, now.Add(300*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy}, sub{wlan, busy})})
 	if len(ch) != 1 || ch[0].State != Healthy {
 		t.Fatalf("joined: changed %+v, want wlan0 healthy", ch)
 	}
@@ -167,7 +173,7 @@ func TestNoFailWithoutAlternative(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := NewTracker(Config{})
 			for i := range 5 {
-				if ch := tr.Observe(t0.Add(time.Duration(i)*100*time.Millisecond), tt.paths, tt.conns); len(ch) != 0 {
+				if ch := observe(tr, t0.Add(time.Duration(i)*100*time.Millisecond), tt.paths, tt.conns); len(ch) != 0 {
 					t.Fatalf("sample %d changed %+v", i, ch)
 				}
 			}
@@ -179,13 +185,13 @@ func TestNoFailWithoutAlternative(t *testing.T) {
 // this connection: a backup path has no traffic to show.
 func TestFailOverToIdleBackup(t *testing.T) {
 	tr := NewTracker(Config{})
-	ch := tr.Observe(t0, both, []mptcpdiag.Connection{conn(sub{wlan, dead})})
+	ch := observe(tr, t0, both, []mptcpdiag.Connection{conn(sub{wlan, dead})})
 	if len(ch) != 1 || ch[0].Name != "wlan0" || ch[0].State != Failed {
 		t.Fatalf("changed %+v", ch)
 	}
 	// The data moved to wwan0, which is now stuck too (a black zone that
 	// grew): wwan0 stays, it is the last path.
-	ch = tr.Observe(t0.Add(100*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, dead})})
+	ch = observe(tr, t0.Add(100*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, dead})})
 	if len(ch) != 0 || states(tr) != "wlan0=failed wwan0=healthy" {
 		t.Fatalf("changed %+v, states %s", ch, states(tr))
 	}
@@ -196,13 +202,13 @@ func TestHoldDoublesAndIsForgiven(t *testing.T) {
 	now := t0
 	var holds []time.Duration
 	for range 5 {
-		ch := tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})})
+		ch := observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})})
 		if len(ch) != 1 || ch[0].State != Failed {
 			t.Fatalf("changed %+v, want a failure", ch)
 		}
 		holds = append(holds, ch[0].Hold)
 		now = ch[0].Until
-		if ch := tr.Observe(now, both, nil); len(ch) != 1 || ch[0].State != Probation {
+		if ch := observe(tr, now, both, nil); len(ch) != 1 || ch[0].State != Probation {
 			t.Fatalf("changed %+v, want probation", ch)
 		}
 		now = now.Add(time.Second)
@@ -211,20 +217,20 @@ func TestHoldDoublesAndIsForgiven(t *testing.T) {
 		t.Fatalf("holds %v, want %v s", holds, want)
 	}
 	// Proven, then healthy for Forgive: the next failure holds 1 s.
-	ch := tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wlan, busy}, sub{wwan, busy})})
+	ch := observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wlan, busy}, sub{wwan, busy})})
 	if len(ch) != 1 || ch[0].State != Healthy {
 		t.Fatalf("changed %+v", ch)
 	}
 	now = now.Add(5 * time.Second)
-	if ch := tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})}); ch[0].Hold != 4*time.Second {
+	if ch := observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})}); ch[0].Hold != 4*time.Second {
 		t.Fatalf("failed 5 s after recovering: hold %v, want 4s (not yet forgiven)", ch[0].Hold)
 	}
 	now = tr.Failed()[0].Until
-	tr.Observe(now, both, nil)
-	tr.Observe(now.Add(time.Second), both, []mptcpdiag.Connection{conn(sub{wlan, busy})})
+	observe(tr, now, both, nil)
+	observe(tr, now.Add(time.Second), both, []mptcpdiag.Connection{conn(sub{wlan, busy})})
 	now = now.Add(11 * time.Second)
-	tr.Observe(now, both, []mptcpdiag.Connection{conn(sub{wlan, busy})})
-	if ch := tr.Observe(now.Add(time.Second), both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})}); ch[0].Hold != time.Second {
+	observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wlan, busy})})
+	if ch := observe(tr, now.Add(time.Second), both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, busy})}); ch[0].Hold != time.Second {
 		t.Fatalf("failed after 11 s of health: hold %v, want 1s", ch[0].Hold)
 	}
 }
@@ -245,17 +251,17 @@ func equalSeconds(got []time.Duration, want []time.Duration) bool {
 // healthy, and a link that goes is forgotten.
 func TestNewNetworkForgets(t *testing.T) {
 	tr := NewTracker(Config{})
-	tr.Observe(t0, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, idle})})
+	observe(tr, t0, both, []mptcpdiag.Connection{conn(sub{wlan, dead}, sub{wwan, idle})})
 	if len(tr.Failed()) != 1 {
 		t.Fatalf("states %s", states(tr))
 	}
 	renumbered := wlan
 	renumbered.Addrs = []netip.Addr{netip.MustParseAddr("10.1.3.2")}
-	tr.Observe(t0.Add(100*time.Millisecond), []Path{renumbered, wwan}, nil)
+	observe(tr, t0.Add(100*time.Millisecond), []Path{renumbered, wwan}, nil)
 	if got := states(tr); got != "wlan0=healthy wwan0=healthy" {
 		t.Fatalf("after renumbering: %s", got)
 	}
-	tr.Observe(t0.Add(200*time.Millisecond), []Path{wwan}, nil)
+	observe(tr, t0.Add(200*time.Millisecond), []Path{wwan}, nil)
 	if got := states(tr); got != "wwan0=healthy" || tr.Active() {
 		t.Fatalf("after wlan0 went: %s, active %v", got, tr.Active())
 	}
@@ -277,7 +283,7 @@ func TestDue(t *testing.T) {
 		{"the nearest", []mptcpdiag.Connection{conn(sub{wlan, busy}), conn(sub{wwan, almost})}, 24 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Due(tt.conns, 0); got != tt.want {
+			if got := NewTracker(Config{}).Due(tt.conns); got != tt.want {
 				t.Errorf("Due = %v, want %v", got, tt.want)
 			}
 		})
