@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -158,8 +159,20 @@ func (c dialCase) check(t *testing.T, client *netns.Handle, relay, own <-chan *n
 	}
 	defer got.Close()
 	expectNone(t, other, "other listener")
-	if want, remote := addrPort(conn.LocalAddr()), addrPort(got.RemoteAddr()); remote != want {
-		t.Fatalf("accepted a connection from %s, want the one from %s", remote, want)
+	// The redirect may give the connection a new source port when its
+	// reply tuple would clash with an earlier one's, so the connection
+	// is recognised by what it carries, not by its port.
+	if want, remote := addrPort(conn.LocalAddr()).Addr(), addrPort(got.RemoteAddr()).Addr(); remote != want {
+		t.Fatalf("accepted a connection from %s, want one from %s", remote, want)
+	}
+	token := []byte(c.name)
+	if _, err := conn.Write(token); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(token))
+	got.SetReadDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != c.name {
+		t.Fatalf("accepted connection carried %q (%v), want %q: not the one dialled", buf, err, c.name)
 	}
 	dst, err := OriginalDst(got)
 	if err != nil {
