@@ -151,11 +151,12 @@ func buildIOGraph(recs []trace.Record, direction string, devs []string) (ioGraph
 		return ioGraph{}, errors.New(what + " carried anything (a rate needs two rounds)")
 	}
 
-	// Events closer than markerMerge of the span share a marker.
+	// Events closer than markerMerge of the span share a marker. Those
+	// of no link (resync, notes) are kept whatever devs says.
 	var events []trace.Record
 	for _, r := range recs {
 		if r.Kind == trace.KindEvent &&
-			(len(devs) == 0 || r.Event == trace.EventResync || slices.Contains(devs, traceDev(r.Dev, r.IfIndex))) {
+			(len(devs) == 0 || r.IfIndex == 0 || slices.Contains(devs, traceDev(r.Dev, r.IfIndex))) {
 			events = append(events, r)
 		}
 	}
@@ -203,6 +204,8 @@ func eventLabel(r *trace.Record) string {
 		what = "removed"
 	case trace.EventResync:
 		return "resync (events lost)"
+	case trace.EventNote:
+		return r.Detail
 	}
 	return traceDev(r.Dev, r.IfIndex) + " " + what
 }

@@ -57,6 +57,7 @@ func TestBuildIOGraph(t *testing.T) {
 		event(153, "wlan0", trace.EventNoCarrier, ""),
 		link(200, 1, "lo", 0, 0), link(200, 3, "wwan0", 0, 625_000),
 		{Time: at(250), Kind: trace.KindEvent, Event: trace.EventResync, Detail: "lost"},
+		{Time: at(252), Kind: trace.KindEvent, Event: trace.EventNote, Detail: "AP2"},
 		link(300, 1, "lo", 0, 0), link(300, 2, "wlan0", 125_000, 1_250_000), link(300, 3, "wwan0", 0, 1_250_000),
 		link(400, 1, "lo", 0, 0), link(400, 2, "wlan0", 250_000, 2_500_000), link(400, 3, "wwan0", 0, 1_250_000),
 		event(-500, "wwan0", trace.EventUp, ""), // out of order: the graph starts with it
@@ -70,7 +71,7 @@ func TestBuildIOGraph(t *testing.T) {
 	allMarkers := []ioMarker{
 		{x: 0, label: "wwan0 up"},
 		{x: 0.65, label: "wlan0 no-carrier, wlan0 -10.1.1.2/24"},
-		{x: 0.75, label: "resync (events lost)"},
+		{x: 0.75, label: "resync (events lost), AP2"},
 	}
 	for _, tc := range []struct {
 		direction string
@@ -88,7 +89,7 @@ func TestBuildIOGraph(t *testing.T) {
 			markers: allMarkers}},
 		{"both", []string{"wwan0", "eth0"}, ioGraph{start: at(-500), direction: "both", peak: 50,
 			lines:   []ioLine{wwan(0, 50, 50)},
-			markers: []ioMarker{{x: 0, label: "wwan0 up"}, {x: 0.75, label: "resync (events lost)"}}}},
+			markers: []ioMarker{{x: 0, label: "wwan0 up"}, {x: 0.75, label: "resync (events lost), AP2"}}}},
 	} {
 		t.Run(tc.direction+strings.Join(tc.devs, ","), func(t *testing.T) {
 			got, err := buildIOGraph(recs, tc.direction, tc.devs)
@@ -114,6 +115,7 @@ func TestEventLabel(t *testing.T) {
 		{trace.Record{Dev: "usb0", Event: trace.EventLinkAdded}, "usb0 added"},
 		{trace.Record{Dev: "wlan0", Event: trace.EventAddrAdded, Detail: "fd00::2/64"}, "wlan0 +fd00::2/64"},
 		{trace.Record{Event: trace.EventResync, Detail: "no buffer space"}, "resync (events lost)"},
+		{trace.Record{Event: trace.EventNote, Detail: "leave AP1"}, "leave AP1"},
 	} {
 		if got := eventLabel(&tc.rec); got != tc.want {
 			t.Errorf("eventLabel(%+v) = %q, want %q", tc.rec, got, tc.want)

@@ -14,10 +14,11 @@
 // listener's address has that address, so there the attribution says
 // little). Between rounds it records link events from nl/netmon as they
 // arrive: a link appearing or going, going up or down, gaining or losing
-// its carrier, an address added or removed. Run writes the rounds and the
-// events; Watch hands them over instead, each round with the links' state
-// and the connections as sock_diag listed them, to a live view
-// (`mptcpctl top`).
+// its carrier, an address added or removed; and the notes the recording
+// program adds (Note), such as the steps of a scripted walk. Run writes
+// the rounds and the events; Watch hands them over instead, each round
+// with the links' state and the connections as sock_diag listed them, to
+// a live view (`mptcpctl top`).
 //
 // # Records
 //
@@ -43,9 +44,9 @@
 //	rx_packets   link
 //	tx_packets   link
 //	event        event: link-added, link-removed, up, down, carrier,
-//	             no-carrier, addr-added, addr-removed, resync
+//	             no-carrier, addr-added, addr-removed, resync, note
 //	detail       addr-added, addr-removed: the address with its prefix
-//	             length; resync: why events were lost
+//	             length; resync: why events were lost; note: its text
 //
 // The counters are the kernel's, cumulative since the link or socket was
 // created. A resync row says rtnetlink notifications were lost: the event

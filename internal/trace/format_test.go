@@ -38,6 +38,7 @@ var handover = []Record{
 	{Time: t0.Add(42 * time.Millisecond), Kind: KindEvent, IfIndex: 2, Dev: "wlan0", Event: EventNoCarrier},
 	{Time: t0.Add(43 * time.Millisecond), Kind: KindEvent, IfIndex: 2, Dev: "wlan0", Event: EventAddrRemoved, Detail: "10.1.1.2/24"},
 	{Time: t0.Add(50 * time.Millisecond), Kind: KindEvent, Event: EventResync, Detail: `receive: "no buffer space", retrying`},
+	{Time: t0.Add(60 * time.Millisecond), Kind: KindEvent, Event: EventNote, Detail: "leave AP1, on 4G"},
 	{Time: t1, Kind: KindLink, IfIndex: 2, Dev: "wlan0", RxBytes: 1000, TxBytes: 5_000_000, RxPackets: 20, TxPackets: 3500},
 	{Time: t1, Kind: KindLink, IfIndex: 3, Dev: "wwan0", RxBytes: 20_500, TxBytes: 1_251_500, RxPackets: 400, TxPackets: 870},
 }

@@ -42,6 +42,9 @@ const (
 	EventAddrAdded   Event = "addr-added"
 	EventAddrRemoved Event = "addr-removed"
 	EventResync      Event = "resync" // notifications were lost
+	// EventNote is a remark of the program that recorded the trace, in
+	// Detail: the steps of a scripted walk, say (Sampler.Note).
+	EventNote Event = "note"
 )
 
 // Record is one row of a trace; see the package documentation for which

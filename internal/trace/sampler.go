@@ -47,14 +47,19 @@ type Sampler struct {
 	mon      *netmon.Monitor
 	state    *netmon.State
 	warned   map[string]bool // problems of the kernel, logged once
+	notes    chan Record     // from Note to Watch
 }
+
+// noteBacklog is how many notes may wait for Watch; Note blocks beyond.
+const noteBacklog = 16
 
 // Start opens the sockets of the sampler in the namespace and returns
 // once the link monitor has the namespace's links and addresses, so that
 // changes from then on are recorded. ctx bounds that wait and the
 // monitor's life.
 func Start(ctx context.Context, cfg Config) (*Sampler, error) {
-	s := &Sampler{interval: cfg.Interval, log: cfg.Logger, state: netmon.NewState(), warned: map[string]bool{}}
+	s := &Sampler{interval: cfg.Interval, log: cfg.Logger, state: netmon.NewState(), warned: map[string]bool{},
+		notes: make(chan Record, noteBacklog)}
 	if s.interval <= 0 {
 		s.interval = DefaultInterval
 	}
@@ -130,6 +135,24 @@ func (s *Sampler) Run(ctx context.Context, w *Writer) error {
 	return write(s.round(time.Now()).Records)
 }
 
+// Note records text as an event of the trace, at the time of the call,
+// beside the link events: Run writes it, Watch hands it to its events
+// function. It is safe to call from any goroutine, and returns an error
+// when the text is not printable (a control character, invalid UTF-8) or
+// ctx ends before Watch took it.
+func (s *Sampler) Note(ctx context.Context, text string) error {
+	r := Record{Time: time.Now(), Kind: KindEvent, Event: EventNote, Detail: text}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("trace: note: %w", err)
+	}
+	select {
+	case s.notes <- r:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("trace: note %q: %w", text, ctx.Err())
+	}
+}
+
 // Round is one round of a Sampler as Watch hands it over: the records Run
 // would write, and what a live view shows beside them.
 type Round struct {
@@ -174,6 +197,10 @@ func (s *Sampler) Watch(ctx context.Context, round func(Round) error, events fun
 				if err := events(recs); err != nil {
 					return err
 				}
+			}
+		case r := <-s.notes:
+			if err := events([]Record{r}); err != nil {
+				return err
 			}
 		}
 	}

@@ -37,6 +37,12 @@ func TestSamplerKernel(t *testing.T) {
 		}
 	}()
 
+	if err := s.Note(ctx, "before v0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Note(ctx, "bad\nnote"); err == nil {
+		t.Error("Note took a newline")
+	}
 	nstest.Veth(t, a, "v0", b, "v1")
 	a.MustRun("ip", "addr", "add", "10.9.0.1/24", "dev", "v0")
 	b.MustRun("ip", "addr", "add", "10.9.0.2/24", "dev", "v1")
@@ -75,8 +81,14 @@ func TestSamplerKernel(t *testing.T) {
 	var events []Event
 	var index int
 	var maxPackets uint64
+	var notes []string
 	for _, r := range recs {
 		switch {
+		case r.Kind == KindEvent && r.Event == EventNote:
+			notes = append(notes, r.Detail)
+			if len(events) > 0 {
+				t.Errorf("note %q after v0's %v", r.Detail, events)
+			}
 		case r.Kind == KindEvent && r.Dev == "v0":
 			events = append(events, r.Event)
 			if index == 0 {
@@ -98,6 +110,9 @@ func TestSamplerKernel(t *testing.T) {
 			t.Fatalf("v0's events %v lack %v in the order %v", events, w, want)
 		}
 		rest = rest[i+1:]
+	}
+	if !slices.Equal(notes, []string{"before v0"}) {
+		t.Errorf("notes %q, want the one written before v0", notes)
 	}
 	if maxPackets < sent {
 		t.Errorf("v0 sent at most %d packets by its counters, want ≥ %d\n%s", maxPackets, sent, out.String())
