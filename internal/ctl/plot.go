@@ -162,20 +162,38 @@ func buildIOGraph(recs []trace.Record, direction string, devs []string) (ioGraph
 	}
 	slices.SortStableFunc(events, func(a, b trace.Record) int { return a.Time.Compare(b.Time) })
 	span := end.Sub(g.start)
-	var last time.Time
+	var group []trace.Record
+	flush := func() {
+		if len(group) > 0 {
+			g.markers = append(g.markers, ioMarker{x: secs(group[0].Time), label: markerLabel(group)})
+		}
+	}
 	for _, r := range events {
-		label := eventLabel(&r)
-		if n := len(g.markers); n > 0 && r.Time.Sub(last) <= time.Duration(markerMerge*float64(span)) {
-			m := &g.markers[n-1]
-			if !slices.Contains(strings.Split(m.label, ", "), label) {
-				m.label += ", " + label
-			}
+		if len(group) > 0 && r.Time.Sub(group[0].Time) > time.Duration(markerMerge*float64(span)) {
+			flush()
+			group = group[:0]
+		}
+		group = append(group, r)
+	}
+	flush()
+	return g, nil
+}
+
+// markerLabel is the label of a marker for events: their labels, each
+// once. A note says what the link events near it were (a walk's step):
+// when there is one, the link events are left to it.
+func markerLabel(events []trace.Record) string {
+	hasNote := slices.ContainsFunc(events, func(r trace.Record) bool { return r.Event == trace.EventNote })
+	var labels []string
+	for _, r := range events {
+		if hasNote && r.IfIndex != 0 {
 			continue
 		}
-		last = r.Time
-		g.markers = append(g.markers, ioMarker{x: secs(r.Time), label: label})
+		if l := eventLabel(&r); !slices.Contains(labels, l) {
+			labels = append(labels, l)
+		}
 	}
-	return g, nil
+	return strings.Join(labels, ", ")
 }
 
 // rateOf is the rate of p drawn for direction, in bit/s.
@@ -258,7 +276,7 @@ func (g *ioGraph) plot(title string) (*plot.Plot, error) {
 		line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		labels, err := plotter.NewLabels(plotter.XYLabels{
 			XYs:    plotter.XYs{{X: m.x, Y: p.Y.Max}},
-			Labels: []string{m.label},
+			Labels: []string{shorten(m.label, markerLabelMax)},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("plot: marker %q: %w", m.label, err)
@@ -270,7 +288,28 @@ func (g *ioGraph) plot(title string) (*plot.Plot, error) {
 			labels.TextStyle[i].YAlign = draw.YTop
 		}
 		labels.Offset = vg.Point{X: -vg.Points(2), Y: -vg.Points(4)}
-		p.Add(line, labels)
+		p.Add(line, unboxed{labels})
 	}
 	return p, nil
 }
+
+// markerLabelMax is the longest label a marker shows, in runes: at the
+// default 10 pt, about half the height of the graph.
+const markerLabelMax = 40
+
+// shorten cuts s to max runes, the last an ellipsis.
+func shorten(s string, max int) string {
+	r := []rune(s)
+	if len(r) <= max {
+		return s
+	}
+	return string(r[:max-1]) + "…"
+}
+
+// unboxed draws labels without asking the plot for room: gonum/plot
+// shrinks the data area to fit every glyph box, and a label hanging from
+// the top of the graph would squeeze it, to nothing (NaN) when longer
+// than the graph is high.
+type unboxed struct{ labels *plotter.Labels }
+
+func (u unboxed) Plot(c draw.Canvas, p *plot.Plot) { u.labels.Plot(c, p) }

@@ -147,6 +147,61 @@ func TestPlotImages(t *testing.T) {
 	}
 }
 
+// TestMarkerLabel: a note names its marker instead of the link events
+// near it; a resync stays.
+func TestMarkerLabel(t *testing.T) {
+	ev := func(dev string, e trace.Event, detail string) trace.Record {
+		r := trace.Record{Kind: trace.KindEvent, Dev: dev, Event: e, Detail: detail}
+		if dev != "" {
+			r.IfIndex = 2
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		events []trace.Record
+		want   string
+	}{
+		{[]trace.Record{ev("wlan0", trace.EventNoCarrier, ""), ev("wlan0", trace.EventAddrRemoved, "10.1.1.2/24"), ev("wlan0", trace.EventNoCarrier, "")},
+			"wlan0 no-carrier, wlan0 -10.1.1.2/24"},
+		{[]trace.Record{ev("wlan0", trace.EventNoCarrier, ""), ev("", trace.EventNote, "leave AP1"), ev("wwan0", trace.EventNoCarrier, "")},
+			"leave AP1"},
+		{[]trace.Record{ev("", trace.EventNote, "AP2"), ev("wlan0", trace.EventCarrier, ""), ev("", trace.EventResync, "lost"), ev("", trace.EventNote, "on Wi-Fi")},
+			"AP2, resync (events lost), on Wi-Fi"},
+	} {
+		if got := markerLabel(tc.events); got != tc.want {
+			t.Errorf("markerLabel = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestPlotLongLabel: a marker's label longer than the graph is high is
+// cut, and leaves the graph its size (gonum/plot made it NaN).
+func TestPlotLongLabel(t *testing.T) {
+	long := strings.Repeat("a step of the walk with a long name, ", 8)
+	g := ioGraph{direction: "both", peak: 50,
+		lines:   []ioLine{{dev: "wlan0", segments: []plotter.XYs{{{X: 0, Y: 50}, {X: 1, Y: 50}}}}},
+		markers: []ioMarker{{x: 0.5, label: long}}}
+	p, err := g.plot("long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "long.svg")
+	if err := p.Save(plotWidth, plotHeight, file); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(data); strings.Contains(s, "NaN") || strings.Contains(s, "Inf") {
+		t.Errorf("the SVG has NaN or Inf coordinates")
+	}
+	checkImage(t, file, shorten(long, markerLabelMax))
+	if got := []rune(shorten(long, markerLabelMax)); len(got) != markerLabelMax || got[len(got)-1] != '…' {
+		t.Errorf("shorten: %q", string(got))
+	}
+}
+
 // checkImage decodes a PNG, or parses an SVG and looks for texts in it.
 func checkImage(t *testing.T, file string, texts ...string) {
 	t.Helper()
