@@ -50,6 +50,28 @@ func (t Trace) MaxGap(from, to time.Time) Gap {
 	return best
 }
 
+// MaxGapWithin is the longest time without a read inside [from, to]: a
+// gap that began before from counts from from, one that ends after to
+// (or never) up to to. Back-to-back windows thus share a long gap out,
+// each its own part: a walk's steps.
+func (t Trace) MaxGapWithin(from, to time.Time) Gap {
+	best := Gap{Start: from}
+	prev := from
+	for _, s := range t[t.index(from):] {
+		if s.At.After(to) {
+			break
+		}
+		if g := (Gap{prev, s.At.Sub(prev)}); g.Len > best.Len {
+			best = g
+		}
+		prev = s.At
+	}
+	if g := (Gap{prev, to.Sub(prev)}); g.Len > best.Len {
+		best = g
+	}
+	return best
+}
+
 // Bytes is the total read in [from, to).
 func (t Trace) Bytes(from, to time.Time) int64 {
 	var n int64

@@ -46,6 +46,30 @@ func TestMaxGap(t *testing.T) {
 	}
 }
 
+func TestMaxGapWithin(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		trace             Trace
+		from, to          int
+		wantStart, wantMs int
+	}{
+		{"steady", trace(0, 10, 20, 30, 40, 50), 0, 50, 0, 10},
+		{"stall inside", trace(0, 10, 20, 300, 310), 5, 305, 20, 280},
+		{"stall begun before the window counts from its start", trace(0, 10, 250, 260), 100, 300, 100, 150},
+		{"stall ending after the window counts up to its end", trace(0, 10, 400), 0, 100, 10, 90},
+		{"a stall over the whole window", trace(0, 400), 100, 200, 100, 100},
+		{"nothing at all", nil, 100, 200, 100, 100},
+		{"reads outside the window do not count", trace(0, 500, 510, 530, 900), 505, 520, 510, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := tc.trace.MaxGapWithin(at(tc.from), at(tc.to))
+			if !g.Start.Equal(at(tc.wantStart)) || g.Len != time.Duration(tc.wantMs)*time.Millisecond {
+				t.Errorf("MaxGapWithin = %v at +%v, want %vms at +%vms", g.Len, g.Start.Sub(at(0)), tc.wantMs, tc.wantStart)
+			}
+		})
+	}
+}
+
 func TestRates(t *testing.T) {
 	tr := trace(0, 100, 200, 250, 300, 900)
 	if got := tr.Bytes(at(100), at(300)); got != 3000 {
