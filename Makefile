@@ -10,7 +10,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 CMDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build test unit integration lint fuzz bench demo install clean man completion
+.PHONY: all build test unit integration lint fuzz bench demo demo-ctl install clean man completion
 
 all: build
 
@@ -44,8 +44,18 @@ fuzz:
 	  done; \
 	done
 
-# A virtual laptop and server in network namespaces (needs root).
+# The roaming walk (needs root, about 75 s): a virtual laptop in network
+# namespaces walks between access points, through a black zone and a 30 s
+# outage, under our mptcpd, with a bulk upload and an interactive stream.
+# It prints what each step cost them and leaves a trace and its plot in
+# DEMO_OUT. DEMO_FLAGS: e.g. -baseline (the kernel alone), -outage 10s.
+DEMO_OUT ?= demo-out
 demo: build
+	$(GO) build -o $(BIN)/mptcpd-demo ./internal/walk/demo
+	$(BIN)/mptcpd-demo -mptcpd $(BIN)/mptcpd -o $(DEMO_OUT) $(DEMO_FLAGS)
+
+# mptcpctl beside iproute2 on a two-link namespace pair (needs root).
+demo-ctl: build
 	$(GO) build -o $(BIN)/mptcpecho ./internal/mptcpecho
 	BIN=$(BIN) ./scripts/demo.sh
 

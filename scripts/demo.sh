@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: a virtual laptop and a server in two network namespaces, joined
+# make demo-ctl: a virtual laptop and a server in two network namespaces, joined
 # by a "wifi" and an "lte" veth link. mptcpctl programs the laptop's MPTCP
 # path manager exactly as `ip mptcp` would, watches a real MPTCP transfer
 # grow a second subflow over lte, and is diffed against iproute2 live.
@@ -10,7 +10,7 @@ BIN=${BIN:-bin}
 ctl="$BIN/mptcpctl"
 echo_bin="$BIN/mptcpecho"
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (it creates network namespaces)" >&2; exit 1; }
-for b in "$ctl" "$echo_bin"; do [ -x "$b" ] || { echo "demo: $b missing; run make demo" >&2; exit 1; }; done
+for b in "$ctl" "$echo_bin"; do [ -x "$b" ] || { echo "demo: $b missing; run make demo-ctl" >&2; exit 1; }; done
 
 suffix=$$
 laptop=demo-laptop-$suffix
