@@ -104,17 +104,8 @@ func TestRoamingWalk(t *testing.T) {
 		t.Errorf("%s: a stall of %v (bulk) after the links came back", last.Name, last.BulkStall)
 	}
 
-	f, err := os.Open(filepath.Join(dir, "walk.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := trace.ReadAll(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var notes, names []string
-	for _, r := range recs {
+	for _, r := range readTraceFile(t, filepath.Join(dir, "walk.csv")) {
 		if r.Event == trace.EventNote {
 			notes = append(notes, r.Detail)
 		}

@@ -19,12 +19,7 @@ func trace(ms ...int) Trace {
 }
 
 func TestMaxGap(t *testing.T) {
-	for _, tc := range []struct {
-		name              string
-		trace             Trace
-		from, to          int
-		wantStart, wantMs int
-	}{
+	for _, tc := range []gapCase{
 		{"steady", trace(0, 10, 20, 30, 40, 50), 0, 50, 0, 10},
 		{"stall inside", trace(0, 10, 20, 300, 310), 5, 305, 20, 280},
 		{"stall begun before the window counts whole", trace(0, 10, 250, 260), 100, 200, 10, 240},
@@ -34,25 +29,30 @@ func TestMaxGap(t *testing.T) {
 		{"nothing before the first read", trace(150, 160), 100, 200, 100, 50},
 		{"gaps wholly outside the window do not count", trace(0, 500, 510, 530, 900), 505, 515, 510, 20},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := tc.trace.MaxGap(at(tc.from), at(tc.to))
-			if !g.Start.Equal(at(tc.wantStart)) || g.Len != time.Duration(tc.wantMs)*time.Millisecond {
-				t.Errorf("MaxGap = %v at +%v, want %vms at +%vms", g.Len, g.Start.Sub(at(0)), tc.wantMs, tc.wantStart)
-			}
-			if !g.End().Equal(g.Start.Add(g.Len)) {
-				t.Errorf("End %v, want Start + Len", g.End())
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, "MaxGap", tc.trace.MaxGap) })
+	}
+}
+
+// gapCase is a window of a trace and the gap wanted in it.
+type gapCase struct {
+	name              string
+	trace             Trace
+	from, to          int
+	wantStart, wantMs int
+}
+
+func (tc gapCase) check(t *testing.T, name string, gap func(from, to time.Time) Gap) {
+	g := gap(at(tc.from), at(tc.to))
+	if !g.Start.Equal(at(tc.wantStart)) || g.Len != time.Duration(tc.wantMs)*time.Millisecond {
+		t.Errorf("%s = %v at +%v, want %vms at +%vms", name, g.Len, g.Start.Sub(at(0)), tc.wantMs, tc.wantStart)
+	}
+	if !g.End().Equal(g.Start.Add(g.Len)) {
+		t.Errorf("End %v, want Start + Len", g.End())
 	}
 }
 
 func TestMaxGapWithin(t *testing.T) {
-	for _, tc := range []struct {
-		name              string
-		trace             Trace
-		from, to          int
-		wantStart, wantMs int
-	}{
+	for _, tc := range []gapCase{
 		{"steady", trace(0, 10, 20, 30, 40, 50), 0, 50, 0, 10},
 		{"stall inside", trace(0, 10, 20, 300, 310), 5, 305, 20, 280},
 		{"stall begun before the window counts from its start", trace(0, 10, 250, 260), 100, 300, 100, 150},
@@ -61,12 +61,7 @@ func TestMaxGapWithin(t *testing.T) {
 		{"nothing at all", nil, 100, 200, 100, 100},
 		{"reads outside the window do not count", trace(0, 500, 510, 530, 900), 505, 520, 510, 10},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := tc.trace.MaxGapWithin(at(tc.from), at(tc.to))
-			if !g.Start.Equal(at(tc.wantStart)) || g.Len != time.Duration(tc.wantMs)*time.Millisecond {
-				t.Errorf("MaxGapWithin = %v at +%v, want %vms at +%vms", g.Len, g.Start.Sub(at(0)), tc.wantMs, tc.wantStart)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, "MaxGapWithin", tc.trace.MaxGapWithin) })
 	}
 }
 
