@@ -270,11 +270,23 @@ func mptcpPair(t *testing.T, ns, laddr, raddr string) (client, server net.Conn, 
 
 // fromFirstConnection cuts what precedes the first CREATED line: the two
 // monitors may have subscribed at different moments of the sync phase.
+// fromFirstConnection is a monitor's output from the first connection's
+// CREATED to the last CLOSED: the listener events after it (the last
+// listener closing) reach ip's output late or not at all (in about one
+// run in three here ip had not printed the last LISTENER_CLOSED after
+// 3 s), so they are not compared; those between connections are.
 func fromFirstConnection(s string) string {
-	if i := strings.Index(s, "[       CREATED]"); i >= 0 {
-		return s[i:]
+	i := strings.Index(s, "[       CREATED]")
+	if i < 0 {
+		return ""
 	}
-	return ""
+	s = s[i:]
+	if j := strings.LastIndex(s, "[        CLOSED]"); j >= 0 {
+		if k := strings.IndexByte(s[j:], '\n'); k >= 0 {
+			s = s[:j+k+1]
+		}
+	}
+	return s
 }
 
 // TestMonitorMatchesIP runs `ip mptcp monitor` and mptcpctl's monitor side
