@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 	"github.com/mptcpd-go/mptcpd/policy"
@@ -48,6 +49,15 @@ type Reconciler struct {
 	tableOK    bool
 	wantLimits mptcp.Limits
 	limitsOK   bool
+
+	// Keeping endpoints through an outage (outage.go).
+	keepOutage func() (ConnUse, error) // nil: keeping is off
+	inOutage   bool                    // the last pass found no usable path
+	kept       []mptcp.Endpoint        // ours, kept through an outage
+	recent     []deletion              // ours deleted lately, while keeping is on
+	inDoubt    []mptcp.Endpoint        // deleted just before the outage; their ids wait
+	next       OutageStep              // what the next pass does about them
+	now        func() time.Time
 }
 
 // NewReconciler returns a reconciler that acts on k and keeps ownership in
@@ -56,7 +66,7 @@ func NewReconciler(k Kernel, st *Store, log *slog.Logger) *Reconciler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{k: k, st: st, log: log, adminLimits: make(map[string]uint32)}
+	return &Reconciler{k: k, st: st, log: log, adminLimits: make(map[string]uint32), now: time.Now}
 }
 
 // Result is what one Reconcile did.
@@ -67,6 +77,9 @@ type Result struct {
 	FlagsChanged []mptcp.Endpoint // with the new flags
 	Adopted      []mptcp.Endpoint // foreign endpoints taken over (rule with adopt)
 	Held         []Held           // wanted addresses that a foreign endpoint has
+	Kept         []mptcp.Endpoint // ours, kept through an outage (see KeepThroughOutage)
+	InDoubt      []mptcp.Endpoint // deleted just before the outage, to resignal
+	Resignaled   []mptcp.Endpoint // announced and withdrawn again
 	LimitsSet    mptcp.Limits     // the limits written, nil fields untouched
 	AdminLimits  []string         // managed limits left alone: someone else set them
 	Failed       []*OpError
@@ -163,25 +176,153 @@ func (r *Reconciler) reconcile(n Network, p *policy.Policy, fresh bool) (Result,
 	}
 	var res Result
 	ours, foreign := r.split(eps, n, p, &res)
-	res.Plan = planAround(n, p, foreign)
-	d := diff(res.Plan, ours, foreign)
+	d := r.plan(&res, n, p, ours, foreign)
 	res.Held = d.held
 
 	failedDel := r.deleteAll(d.deletes, &res)
+	r.resignal(res.Resignaled, &res)
 	r.setFlagsAll(d.flags, &res)
-	replaced := r.addAll(d.adds, eps, failedDel, &res)
-	// Limits rise at once, so that new endpoints are used, but fall only
-	// at a full pass: a higher limit than needed costs nothing for a while,
-	// and an address that comes and goes does not rewrite them each time.
+	// Limits rise at once, before the adds, since the kernel opens
+	// subflows for an endpoint only within the limit at the time of its
+	// add. They fall only at a full pass: a higher limit than needed costs
+	// nothing for a while, and an address that comes and goes does not
+	// rewrite them each time.
 	if fresh || !r.limitsOK || raisesLimits(res.Plan.Limits, r.wantLimits) {
 		r.reconcileLimits(res.Plan.Limits, &res)
 		r.wantLimits, r.limitsOK = res.Plan.Limits, !limitsFailed(&res)
 	}
+	replaced := r.addAll(d.adds, eps, failedDel, &res)
 	if err := r.st.save(); err != nil {
 		res.Failed = append(res.Failed, &OpError{Op: "save state", Err: err})
 	}
 	r.table, r.tableOK = tableAfter(eps, &res), len(res.Failed) == 0 && !res.Retry && !replaced
 	return res, nil
+}
+
+// plan sets res.Plan and returns the writes it needs, keeping endpoints
+// through an outage when that is on (outage.go): kept endpoints are
+// neither deleted nor changed, and take their place in the table, until
+// they are released; wanted addresses they or endpoints in doubt have
+// wait until then.
+func (r *Reconciler) plan(res *Result, n Network, p *policy.Policy, ours, foreign []mptcp.Endpoint) changes {
+	now := r.now()
+	r.recent = slices.DeleteFunc(r.recent, func(d deletion) bool { return now.Sub(d.at) > resignalWindow })
+	r.kept = keptStill(r.kept, ours)
+	step := r.next
+	r.next = OutageStep{}
+	var released []mptcp.Endpoint
+	if step.ReleaseKept && len(r.kept) > 0 {
+		released, r.kept = r.kept, nil
+		r.log.Info("deleting the endpoints kept through the outage", "why", step.Why, "ids", ids(released))
+	}
+	res.Plan = planAround(n, p, append(slices.Clone(foreign), r.kept...))
+	outage := len(res.Plan.Endpoints) == 0
+	if step.Resignal && len(r.inDoubt) > 0 {
+		res.Resignaled, r.inDoubt = r.inDoubt, nil
+		r.log.Info("announcing and withdrawing again the endpoints deleted just before the outage", "why", step.Why, "ids", ids(res.Resignaled))
+	}
+	if r.keepOutage != nil && outage && !r.inOutage && !step.ReleaseKept {
+		r.startOutage(ours, now)
+	}
+	r.inOutage = outage
+	res.Kept, res.InDoubt = slices.Clone(r.kept), slices.Clone(r.inDoubt)
+	if len(r.kept) == 0 {
+		d := diff(waitingFor(res.Plan, r.inDoubt), without(ours, released), foreign)
+		d.deletes = append(released, d.deletes...)
+		return d
+	}
+	if extra := keptSubflows(r.kept, res.Plan); extra > 0 && p.Settings.Subflows.Mode == policy.LimitAuto && res.Plan.Limits.Subflows != nil {
+		v := min(mptcp.MPTCP_PM_LIMITS_MAX, *res.Plan.Limits.Subflows+extra)
+		res.Plan.Limits.Subflows = &v
+	}
+	return diff(waitingFor(res.Plan, append(slices.Clone(r.kept), r.inDoubt...)), without(ours, r.kept), foreign)
+}
+
+// startOutage keeps the endpoints that live connections use, and puts
+// in doubt those deleted just before while connections lived.
+func (r *Reconciler) startOutage(ours []mptcp.Endpoint, now time.Time) {
+	recent := r.recent
+	r.recent = nil
+	use, err := r.keepOutage()
+	if err != nil {
+		r.log.Warn("no usable path, and the connections cannot be listed: deleting the endpoints", "err", err)
+		return
+	}
+	for _, o := range ours {
+		if use.Local[o.Addr] {
+			r.kept = append(r.kept, o)
+		}
+	}
+	if len(r.kept) > 0 {
+		r.log.Info("no usable path: keeping the endpoints live connections use until new subflows carry them", "ids", ids(r.kept))
+	}
+	if use.Live == 0 {
+		return
+	}
+	if r.inDoubt = inDoubtAt(recent, ours, now); len(r.inDoubt) > 0 {
+		r.log.Info("endpoints deleted just before the outage: their removal may not have reached the peers", "ids", ids(r.inDoubt))
+	}
+}
+
+// resignal tells the peers again that endpoints in doubt are gone: each
+// is added back as a signal endpoint under its old id and address, which
+// announces it on every connection there and then, and deleted at once,
+// which sends its RM_ADDR over a working subflow. A failure is logged
+// and not retried: this is a second chance, not a promise.
+func (r *Reconciler) resignal(eps []mptcp.Endpoint, res *Result) {
+	done := res.Resignaled[:0]
+	for _, e := range eps {
+		s := mptcp.Endpoint{ID: e.ID, Addr: e.Addr, Flags: mptcp.FlagSignal}
+		r.st.own(s)
+		if err := r.st.flush(); err != nil {
+			r.st.forget(s.ID)
+			r.log.Warn("cannot resignal the removal of an endpoint", "id", e.ID, "addr", e.Addr, "err", err)
+			continue
+		}
+		if err := r.k.AddEndpoint(s); err != nil {
+			r.st.forget(s.ID)
+			r.log.Warn("cannot resignal the removal of an endpoint", "id", e.ID, "addr", e.Addr, "err", err)
+			continue
+		}
+		res.Changed = true
+		if err := r.k.DeleteEndpoint(s.ID, s.Addr); err != nil {
+			// Ours and unwanted: the retry pass deletes it.
+			r.fail(res, "delete", s, err)
+			continue
+		}
+		r.st.forget(s.ID)
+		done = append(done, e)
+	}
+	res.Resignaled = done
+}
+
+// KeepThroughOutage turns keeping endpoints through an outage on, with
+// use telling which connections live when one begins, or off with nil
+// (outage.go). Turned off, the next pass deletes the kept ones.
+func (r *Reconciler) KeepThroughOutage(use func() (ConnUse, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keepOutage = use
+	if use == nil {
+		r.next = OutageStep{ReleaseKept: true, Why: "keeping through outages is off"}
+		r.inDoubt, r.recent = nil, nil
+	}
+}
+
+// Outage lets the next pass take step about the endpoints kept through
+// an outage and those in doubt (NextOutageStep).
+func (r *Reconciler) Outage(step OutageStep) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next = step
+}
+
+func ids(eps []mptcp.Endpoint) []int {
+	out := make([]int, len(eps))
+	for i, e := range eps {
+		out[i] = int(e.ID)
+	}
+	return out
 }
 
 // tableAfter is the kernel's table once res's writes are done.
@@ -383,6 +524,9 @@ func (r *Reconciler) deleteAll(dels []mptcp.Endpoint, res *Result) map[mptcp.ID]
 			continue
 		}
 		r.log.Debug("deleted endpoint", "id", e.ID, "addr", e.Addr)
+		if r.keepOutage != nil {
+			r.recent = append(r.recent, deletion{e, r.now()})
+		}
 		res.Deleted = append(res.Deleted, e)
 		res.Changed = true
 	}
@@ -411,6 +555,9 @@ func (r *Reconciler) addAll(adds []addition, before []mptcp.Endpoint, stuck map[
 	}
 	for _, e := range res.Deleted {
 		used[e.ID] = false
+	}
+	for _, e := range r.inDoubt {
+		used[e.ID] = true
 	}
 	type pending struct {
 		e        mptcp.Endpoint // as sent: ID 0 to replace an implicit endpoint

@@ -447,10 +447,10 @@ func TestReconcileLimits(t *testing.T) {
 	g := newRig(t)
 	res := g.reconcile(testNetwork(), p)
 	g.wantOps(
+		"SET_LIMITS subflows 4 add_addr_accepted 3: ok",
 		"ADD_ADDR 192.0.2.10 id 1 subflow ifindex 2: ok",
 		"ADD_ADDR 2001:db8::10 id 2 subflow ifindex 2: ok",
 		"ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok",
-		"SET_LIMITS subflows 4 add_addr_accepted 3: ok",
 	)
 	if diff := cmp.Diff(mptcp.Limits{Subflows: u(4), AddAddrAccepted: u(3)}, res.LimitsSet); diff != "" {
 		t.Errorf("unexpected limits set (-want +got):\n%s", diff)
@@ -791,8 +791,9 @@ func TestReconcileCached(t *testing.T) {
 	}
 }
 
-// Event passes raise auto limits at once and leave lowering them to the
-// next full pass.
+// Event passes raise auto limits at once, before the adds (the kernel
+// opens subflows for a new endpoint only within the limit of the moment),
+// and leave lowering them to the next full pass.
 func TestReconcileCachedLimitsRiseAtOnce(t *testing.T) {
 	p := testPolicy()
 	p.Settings.AddAddrAccepted = policy.Limit{Mode: policy.LimitAuto}
@@ -806,10 +807,10 @@ func TestReconcileCachedLimitsRiseAtOnce(t *testing.T) {
 	full := testNetwork()
 	cached(full)
 	g.wantOps(
+		"SET_LIMITS add_addr_accepted 3: ok",
 		"ADD_ADDR 192.0.2.10 id 1 subflow ifindex 2: ok",
 		"ADD_ADDR 2001:db8::10 id 2 subflow ifindex 2: ok",
 		"ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok",
-		"SET_LIMITS add_addr_accepted 3: ok",
 	)
 	less := testNetwork()
 	less.Links[2].Usable = false
@@ -822,5 +823,5 @@ func TestReconcileCachedLimitsRiseAtOnce(t *testing.T) {
 	g.reconcile(less, p)
 	g.wantOps("SET_LIMITS add_addr_accepted 2: ok")
 	cached(full)
-	g.wantOps("ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok", "SET_LIMITS add_addr_accepted 3: ok")
+	g.wantOps("SET_LIMITS add_addr_accepted 3: ok", "ADD_ADDR 198.51.100.20 id 3 subflow backup ifindex 3: ok")
 }

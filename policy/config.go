@@ -57,6 +57,11 @@ type Config struct {
 	// PathHealth is how often the in-kernel mode samples its subflows to
 	// find paths that stopped delivering (pm/health); 0 turns it off.
 	PathHealth time.Duration
+	// OutageHold is how long the in-kernel mode waits, after an outage
+	// (no usable path at all), for new subflows to carry the connections
+	// before it deletes the endpoints it kept through the outage
+	// (pm/outage.go); 0 deletes them when the outage starts.
+	OutageHold time.Duration
 
 	// SSH is the [ssh] section, read by the SSH endpoint (mptcpd-ssh);
 	// the daemon ignores it.
@@ -86,6 +91,7 @@ const (
 	KeyControlGroup
 	KeyMetricsListen
 	KeyPathHealth
+	KeyOutageHold
 )
 
 type configKey struct {
@@ -143,6 +149,10 @@ var configKeys = []configKey{
 		c.PathHealth, e = parsePathHealth(v)
 		return e
 	}},
+	{KeyOutageHold, "outage-hold", func(c *Config, v string) (e *Error) {
+		c.OutageHold, e = parseOutageHold(v)
+		return e
+	}},
 	{KeyResyncInterval, "resync-interval", func(c *Config, v string) *Error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -189,6 +199,40 @@ func parsePathHealth(v string) (time.Duration, *Error) {
 	}
 	if d < minPathHealth || d > maxPathHealth {
 		return 0, errorf("path-health %s is outside %s..%s", d, minPathHealth, maxPathHealth).withHint(hint)
+	}
+	return d, nil
+}
+
+// Bounds of outage-hold: a join takes a round trip, or a second and a
+// round trip when its SYN is lost; waiting longer than a minute keeps
+// connections whose peer will not take a new subflow stalled for nothing.
+const (
+	DefaultOutageHold = 2 * time.Second
+	minOutageHold     = 100 * time.Millisecond
+	maxOutageHold     = time.Minute
+)
+
+// ParseOutageHold reads an outage-hold value: a wait from 100ms to 1m, or
+// off (0).
+func ParseOutageHold(v string) (time.Duration, error) {
+	d, e := parseOutageHold(v)
+	if e != nil {
+		return 0, e
+	}
+	return d, nil
+}
+
+func parseOutageHold(v string) (time.Duration, *Error) {
+	const hint = "write how long to wait for new subflows after an outage, such as 2s, or off"
+	if v == "off" || v == "no" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errorf("%q is not a duration or off", v).withHint(hint)
+	}
+	if d < minOutageHold || d > maxOutageHold {
+		return 0, errorf("outage-hold %s is outside %s..%s", d, minOutageHold, maxOutageHold).withHint(hint)
 	}
 	return d, nil
 }
@@ -272,6 +316,7 @@ func DefaultConfig() *Config {
 		StateDir:       "/run/mptcpd-go",
 		ResyncInterval: 30 * time.Second,
 		PathHealth:     DefaultPathHealth,
+		OutageHold:     DefaultOutageHold,
 	}
 }
 

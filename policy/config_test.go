@@ -101,6 +101,21 @@ c:12: too many errors; stopping here`,
 			err:  `c:2: path-health: "never" is not a duration or off (hint: write how often to look at the subflows, such as 100ms, or off)`,
 		},
 		{
+			name: "outage-hold",
+			in:   "[core]\noutage-hold=5s\n",
+			want: with(func(c *Config) { c.OutageHold, c.Set = 5*time.Second, KeyOutageHold }),
+		},
+		{
+			name: "outage-hold off",
+			in:   "[core]\noutage-hold=off\n",
+			want: with(func(c *Config) { c.OutageHold, c.Set = 0, KeyOutageHold }),
+		},
+		{
+			name: "outage-hold out of range",
+			in:   "[core]\noutage-hold=2m\n",
+			err:  `c:2: outage-hold: outage-hold 2m0s is outside 100ms..1m0s (hint: write how long to wait for new subflows after an outage, such as 2s, or off)`,
+		},
+		{
 			name: "comment after a value",
 			in:   "[core]\naddr-flags=subflow # the default\n",
 			err:  `c:2: addr-flags: unknown flag "subflow # the default" (hint: a comment must be on a line of its own)`,

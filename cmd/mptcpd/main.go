@@ -84,6 +84,7 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 	fs.DurationVar(&opts.ResyncInterval, "resync-interval", 0, "period of the safety check of the endpoint table (default 30s)")
 	fs.StringVar(&opts.ControlGroup, "control-group", "", "group (name or number) allowed to use the control socket besides root")
 	fs.StringVar(&opts.PathHealth, "path-health", "", "how often to sample subflows for paths that stopped delivering, or off (default 100ms)")
+	fs.StringVar(&opts.OutageHold, "outage-hold", "", "after an outage, how long to wait for new subflows before the endpoints kept through it go, or off (default 2s)")
 	fs.StringVar(&opts.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, ADDR an IP address and port (default: none)")
 	fs.IntVar(&opts.ReceiveBuffer, "netlink-rcvbuf", 0, "rtnetlink receive buffer in bytes (testing: a tiny one forces lost events)")
 	_ = fs.MarkHidden("netlink-rcvbuf")
@@ -100,7 +101,7 @@ func parseFlags(args []string, stdout io.Writer) (opts daemon.Options, exit bool
 		fmt.Fprintf(stdout, "Usage: mptcpd [OPTION...]\nStart the Multipath TCP path manager daemon.\n\n%s", fs.FlagUsages())
 		return opts, true, nil
 	case usage:
-		fmt.Fprintln(stdout, "Usage: mptcpd [-d?V] [--addr-flags=FLAGS] [--debug] [--load-plugins=PLUGINS] [--log=DEST] [--notify-flags=FLAGS] [--path-manager=PLUGIN] [--plugin-dir=DIR] [--config=FILE] [--policy=FILE] [--state-dir=DIR] [--remove-on-exit] [--set-path-manager] [--resync-interval=DURATION] [--control-group=GROUP] [--path-health=PERIOD] [--metrics-listen=ADDR] [--help] [--usage] [--version]")
+		fmt.Fprintln(stdout, "Usage: mptcpd [-d?V] [--addr-flags=FLAGS] [--debug] [--load-plugins=PLUGINS] [--log=DEST] [--notify-flags=FLAGS] [--path-manager=PLUGIN] [--plugin-dir=DIR] [--config=FILE] [--policy=FILE] [--state-dir=DIR] [--remove-on-exit] [--set-path-manager] [--resync-interval=DURATION] [--control-group=GROUP] [--path-health=PERIOD] [--outage-hold=WAIT] [--metrics-listen=ADDR] [--help] [--usage] [--version]")
 		return opts, true, nil
 	case showVersion:
 		fmt.Fprintln(stdout, "mptcpd (mptcpd-go)", version)

@@ -116,7 +116,13 @@ type Wanted struct {
 type Kernel struct {
 	Owned   []Endpoint `json:"owned"`   // made or adopted by the daemon
 	Foreign []Endpoint `json:"foreign"` // made by someone else: left alone
-	Limits  Limits     `json:"limits"`  // as last read or written
+	// Kept are the ids of owned endpoints kept through an outage, until
+	// new subflows carry their connections (mptcpd(8)).
+	Kept []int `json:"kept"`
+	// InDoubt are endpoints deleted just before an outage, whose removal
+	// the daemon will announce again once new subflows are up.
+	InDoubt []Endpoint `json:"in_doubt"`
+	Limits  Limits     `json:"limits"` // as last read or written
 	// WantedLimits are the limits the policy manages; null: left alone.
 	WantedLimits Limits `json:"wanted_limits"`
 	// AdminLimits are managed limits an administrator changed, which the

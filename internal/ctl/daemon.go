@@ -345,10 +345,17 @@ func formatStatus(b *bytes.Buffer, st *control.Status, now time.Time) {
 				if e.Port != 0 {
 					addr += fmt.Sprintf(" port %d", e.Port)
 				}
-				rows = append(rows, []string{fmt.Sprintf("id %d", e.ID), addr, strings.Join(e.Flags, " "), e.Dev, set.owner})
+				owner := set.owner
+				if set.owner == "ours" && slices.Contains(k.Kept, int(e.ID)) {
+					owner = "ours, kept through the outage"
+				}
+				rows = append(rows, []string{fmt.Sprintf("id %d", e.ID), addr, strings.Join(e.Flags, " "), e.Dev, owner})
 			}
 		}
 		writeRows(b, rows)
+		for _, e := range k.InDoubt {
+			fmt.Fprintf(b, "  id %d %s: deleted as the outage began; removal to be resent\n", e.ID, formatAddr(e.Address))
+		}
 		b.WriteString("\nlimits\n")
 		writeRows(b, [][]string{
 			limitRow("subflows", k.Limits.Subflows, k.WantedLimits.Subflows, k.AdminLimits),

@@ -137,8 +137,11 @@ func inKernelStatus() control.Status {
 			wantEP(4, "10.5.0.2", 0, "eth1", "held", "subflow", "backup"),
 		},
 		Kernel: &control.Kernel{
-			Owned:        []control.Endpoint{kernelEP(1, "10.1.0.2", "eth0", "subflow"), kernelEP(2, "10.2.0.2", "wlan0", "subflow")},
+			Owned: []control.Endpoint{kernelEP(1, "10.1.0.2", "eth0", "subflow"), kernelEP(2, "10.2.0.2", "wlan0", "subflow"),
+				kernelEP(3, "10.3.0.2", "wwan0", "subflow", "backup")},
 			Foreign:      []control.Endpoint{kernelEP(4, "10.5.0.2", "eth1", "subflow", "backup"), kernelEP(5, "10.9.9.9", "", "signal")},
+			Kept:         []int{3},
+			InDoubt:      []control.Endpoint{kernelEP(6, "10.4.0.2", "", "subflow")},
 			Limits:       control.Limits{Subflows: u32p(2), AddAddrAccepted: u32p(0)},
 			WantedLimits: control.Limits{Subflows: u32p(3), AddAddrAccepted: u32p(1)},
 			AdminLimits:  []string{"add_addr_accepted"},

@@ -46,6 +46,7 @@ type Options struct {
 	ControlGroup   string // who may use the control socket besides root
 	MetricsListen  string // the Prometheus endpoint's address
 	PathHealth     string // path-health: a sampling period or "off"
+	OutageHold     string // outage-hold: the longest wait for new subflows, or "off"
 	// ReceiveBuffer is the rtnetlink subscription buffer in bytes, 0 for
 	// netmon's default. Tests shrink it to force lost events.
 	ReceiveBuffer int
@@ -176,6 +177,13 @@ func applyFlags(conf *policy.Config, opts Options) error {
 			errs = append(errs, fmt.Errorf("--path-health: %w", err))
 		}
 		conf.PathHealth, conf.Set = d, conf.Set|policy.KeyPathHealth
+	}
+	if opts.OutageHold != "" {
+		d, err := policy.ParseOutageHold(opts.OutageHold)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--outage-hold: %w", err))
+		}
+		conf.OutageHold, conf.Set = d, conf.Set|policy.KeyOutageHold
 	}
 	if opts.AddrFlags != "" {
 		f, err := policy.ParseAddrFlags(opts.AddrFlags)

@@ -20,13 +20,13 @@ func writeFile(t *testing.T, name, data string) string {
 }
 
 func TestLoadSettingsFlagsOverrideFile(t *testing.T) {
-	conf := writeFile(t, "mptcpd.conf", "[core]\nlog=journal\naddr-flags=signal\nnotify-flags=existing,skip_loopback\nmetrics-listen=:9257\n")
-	s, err := loadSettings(Options{ConfigPath: conf, Log: "stderr", AddrFlags: "subflow,backup", MetricsListen: "[::1]:9258"})
+	conf := writeFile(t, "mptcpd.conf", "[core]\nlog=journal\naddr-flags=signal\nnotify-flags=existing,skip_loopback\nmetrics-listen=:9257\noutage-hold=5s\n")
+	s, err := loadSettings(Options{ConfigPath: conf, Log: "stderr", AddrFlags: "subflow,backup", MetricsListen: "[::1]:9258", OutageHold: "off"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.conf.Log != "stderr" || s.conf.AddrFlags != mptcp.FlagSubflow|mptcp.FlagBackup || s.conf.MetricsListen != "[::1]:9258" {
-		t.Errorf("log %q flags %v metrics %q: the command line must win", s.conf.Log, s.conf.AddrFlags, s.conf.MetricsListen)
+	if s.conf.Log != "stderr" || s.conf.AddrFlags != mptcp.FlagSubflow|mptcp.FlagBackup || s.conf.MetricsListen != "[::1]:9258" || s.conf.OutageHold != 0 {
+		t.Errorf("log %q flags %v metrics %q outage-hold %s: the command line must win", s.conf.Log, s.conf.AddrFlags, s.conf.MetricsListen, s.conf.OutageHold)
 	}
 	if _, err := os.Stat(DefaultPolicyPath); err != nil && s.policy.Source != "built-in" {
 		t.Errorf("policy %q, want the built-in one", s.policy.Source)
@@ -68,6 +68,7 @@ func TestLoadSettingsErrors(t *testing.T) {
 		{"bad log", Options{ConfigPath: missing, Log: "file"}, "--log=file"},
 		{"short resync", Options{ConfigPath: missing, ResyncInterval: 1}, "--resync-interval"},
 		{"metrics address", Options{ConfigPath: missing, MetricsListen: "localhost:9257"}, `--metrics-listen: "localhost:9257": "localhost" is not an IP address`},
+		{"outage hold", Options{ConfigPath: missing, OutageHold: "forever"}, `--outage-hold: "forever" is not a duration or off`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadSettings(tc.opts)

@@ -53,8 +53,10 @@ type snapshot struct {
 	plan     pm.Plan
 	kernel   []mptcp.Endpoint // the in-kernel mode's table after the pass
 	owned    []pm.Owned
-	limits   mptcp.Limits // the kernel's, as last read or written
-	admin    []string     // managed limits an administrator holds
+	kept     []mptcp.Endpoint // kept through an outage
+	inDoubt  []mptcp.Endpoint // deleted just before it
+	limits   mptcp.Limits     // the kernel's, as last read or written
+	admin    []string         // managed limits an administrator holds
 	counters control.Counters
 	health   []health.Verdict // by link index; nil without path health
 }
@@ -178,7 +180,14 @@ func (c *controlPlane) Status() control.Status {
 		return st
 	}
 	k := &control.Kernel{Owned: []control.Endpoint{}, Foreign: []control.Endpoint{}, Limits: control.LimitsFrom(sn.limits),
-		WantedLimits: control.LimitsFrom(sn.plan.Limits), AdminLimits: append([]string{}, sn.admin...)}
+		WantedLimits: control.LimitsFrom(sn.plan.Limits), AdminLimits: append([]string{}, sn.admin...),
+		Kept: []int{}, InDoubt: []control.Endpoint{}}
+	for _, e := range sn.kept {
+		k.Kept = append(k.Kept, int(e.ID))
+	}
+	for _, e := range sn.inDoubt {
+		k.InDoubt = append(k.InDoubt, control.EndpointFrom(e, ""))
+	}
 	for _, e := range sn.kernel {
 		ce := control.EndpointFrom(e, sn.linkName(e.IfIndex))
 		if sn.owns(e) {

@@ -98,6 +98,10 @@ func Run(ctx context.Context, opts Options) error {
 		if e.health, err = startHealth(monCtx, s.conf.PathHealth, log); err != nil {
 			return err
 		}
+		if e.outage, err = startOutageWatch(s.conf.OutageHold, e.rec, log); err != nil {
+			return err
+		}
+		defer e.outage.stop()
 	} else {
 		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, ctl, log); err != nil {
 			return err
@@ -159,6 +163,7 @@ type engine struct {
 	ctl      *controlPlane  // the control socket; nil in tests that need none
 	metrics  *metrics       // the Prometheus endpoint's; nil without metrics-listen
 	health   *healthWatch   // the in-kernel mode's path health; nil when off
+	outage   *outageWatch   // the in-kernel mode's endpoints kept through an outage; nil when off
 	counters control.Counters
 	routes   router
 	state    *netmon.State
@@ -170,12 +175,13 @@ type engine struct {
 	reconciled, ready bool
 	force             bool // reconcile even if the network looks unchanged
 	routed            []pm.SourceRoute
-	retry             time.Duration // current retry backoff; 0 when the last pass was clean
-	leftOut           string        // the over-limit decisions last logged
-	status            string        // the STATUS= last sent to systemd
-	lastPlan          pm.Plan       // the last pass's, for status
-	adminLimits       []string      // the last pass's Result.AdminLimits
-	passed            time.Time     // when the last pass ended
+	retry             time.Duration    // current retry backoff; 0 when the last pass was clean
+	leftOut           string           // the over-limit decisions last logged
+	status            string           // the STATUS= last sent to systemd
+	lastPlan          pm.Plan          // the last pass's, for status
+	kept, inDoubt     []mptcp.Endpoint // the last pass's Result.Kept and InDoubt, for status
+	adminLimits       []string         // the last pass's Result.AdminLimits
+	passed            time.Time        // when the last pass ended
 }
 
 // Retry backoff after a pass with failures: soon, then less often, never
@@ -207,6 +213,7 @@ func (e *engine) publish(plan pm.Plan) {
 	if e.kernel != nil {
 		sn.kernel, sn.limits = e.kernel.snapshot()
 		sn.owned = e.store.Endpoints()
+		sn.kept, sn.inDoubt = e.kept, e.inDoubt
 	}
 	e.lastPlan = plan
 	e.ctl.publish(sn)
@@ -262,6 +269,13 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			e.publish(e.lastPlan)
 			e.ctl.healthEvents(changed)
 			e.metrics.healthChanged(changed)
+		case now := <-e.outage.due():
+			step := e.outage.check(now)
+			if !step.ReleaseKept && !step.Resignal {
+				continue
+			}
+			e.rec.Outage(step)
+			e.force = true
 		case <-e.user.statusTick():
 			if e.ready {
 				e.readyWith(e.user.status())
@@ -341,6 +355,10 @@ func (e *engine) reload(load func() (*settings, error), resync *time.Ticker) err
 		e.log.Warn("path-health changes take effect at restart", "path_health", s.conf.PathHealth)
 		s.conf.PathHealth = e.settings.conf.PathHealth
 	}
+	if s.conf.OutageHold != e.settings.conf.OutageHold {
+		e.log.Warn("outage-hold changes take effect at restart", "outage_hold", s.conf.OutageHold)
+		s.conf.OutageHold = e.settings.conf.OutageHold
+	}
 	if s.conf.MetricsListen != e.settings.conf.MetricsListen {
 		e.log.Warn("metrics-listen changes take effect at restart", "metrics_listen", s.conf.MetricsListen)
 		s.conf.MetricsListen = e.settings.conf.MetricsListen
@@ -401,6 +419,8 @@ func (e *engine) pass() bool {
 	}
 	if err == nil {
 		e.adminLimits, e.passed = res.AdminLimits, time.Now()
+		e.kept, e.inDoubt = res.Kept, res.InDoubt
+		e.outage.passed(&res, e.passed)
 		e.publish(res.Plan)
 		e.readyWith(fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)))
 	}
@@ -462,6 +482,7 @@ func (e *engine) report(res pm.Result, took time.Duration) {
 // removeOwn deletes the endpoints and source routes this daemon made
 // (--remove-on-exit).
 func (e *engine) removeOwn() {
+	e.rec.KeepThroughOutage(nil)
 	res, err := e.rec.Reconcile(pm.Network{}, e.settings.policy)
 	if err != nil {
 		e.log.Error("removing own endpoints", "err", err)
