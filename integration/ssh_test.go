@@ -554,9 +554,10 @@ func (s *echoSession) waitEchoed(timeout time.Duration) bool {
 // TestSSHWalk: one ssh session, MPTCP through the endpoint, with our
 // mptcpd (built-in laptop policy) on the laptop, lives through the walk:
 // Wi-Fi lost while 4G carries on and back, 4G lost and back, Wi-Fi
-// renumbered, and a spell with no link at all that ends on a new
-// address. Every line must come back, in order; the worst echo delay of
-// each step is printed.
+// renumbered, a spell with no link at all that ends on a new address,
+// and one where both links go at once while Wi-Fi carries the session.
+// Every line must come back, in order; the worst echo delay of each step
+// is printed.
 func TestSSHWalk(t *testing.T) {
 	outage := 10 * time.Second
 	if testing.Short() {
@@ -597,6 +598,14 @@ func TestSSHWalk(t *testing.T) {
 			return wlan.CarrierBack(testbed.AtAP)
 		}, settle: func() { waitSSHSubflows(t, tb, site, wlan.Addr()) }},
 		{name: "wwan0 back", do: func() error { return wwan.CarrierBack(testbed.AtAP) }, settle: both},
+		// The walk's hard case: the session on Wi-Fi, and both links gone
+		// in the same moment (pm/outage.go).
+		{name: "both lost at once: no link for " + outage.String(), do: func() error {
+			return errors.Join(wlan.CarrierLoss(testbed.AtAP), wwan.CarrierLoss(testbed.AtAP))
+		}, settle: pause(outage), dark: true},
+		{name: "new subnet on wlan0, and wwan0 back", do: func() error {
+			return errors.Join(wlan.Renumber(), wlan.CarrierBack(testbed.AtAP), wwan.CarrierBack(testbed.AtAP))
+		}, settle: both},
 	}
 	type row struct {
 		name     string

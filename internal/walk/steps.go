@@ -72,14 +72,14 @@ var steps = []step{{
 	event:  newNetwork,
 }, {
 	name:   "no link at all",
-	expect: "both links lose their carrier: no data for the whole outage, and the connections must live through it",
+	expect: "both links lose their carrier: no data for the whole outage; mptcpd keeps the last endpoints while connections use them",
 	stay:   outage,
 	event: func(b *testbed.Testbed) error {
 		return errors.Join(wlan(b).CarrierLoss(testbed.AtAP), wwan(b).CarrierLoss(testbed.AtAP))
 	},
 }, {
 	name:   "AP4 and 4G back",
-	expect: "new subflows on wlan0's new address and on wwan0: the data flows again at once",
+	expect: "a new subflow on wlan0's new address; once it is up the kept endpoints go, the server resends what it held, and wwan0 gets a fresh subflow",
 	stay:   dwell,
 	event: func(b *testbed.Testbed) error {
 		return errors.Join(wlan(b).Renumber(), wlan(b).CarrierBack(testbed.AtAP), wwan(b).CarrierBack(testbed.AtAP))
