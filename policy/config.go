@@ -189,16 +189,21 @@ func ParsePathHealth(v string) (time.Duration, error) {
 }
 
 func parsePathHealth(v string) (time.Duration, *Error) {
-	const hint = "write how often to look at the subflows, such as 100ms, or off"
+	return durationOrOff("path-health", v, minPathHealth, maxPathHealth, "write how often to look at the subflows, such as 100ms, or off")
+}
+
+// durationOrOff reads the value v of key: a duration within lo..hi, or
+// off (0).
+func durationOrOff(key, v string, lo, hi time.Duration, hint string) (time.Duration, *Error) {
 	if v == "off" || v == "no" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, errorf("%q is not a duration or off", v).withHint(hint)
+		return 0, errorf("%q is not a duration or off", v).withHint("%s", hint)
 	}
-	if d < minPathHealth || d > maxPathHealth {
-		return 0, errorf("path-health %s is outside %s..%s", d, minPathHealth, maxPathHealth).withHint(hint)
+	if d < lo || d > hi {
+		return 0, errorf("%s %s is outside %s..%s", key, d, lo, hi).withHint("%s", hint)
 	}
 	return d, nil
 }
@@ -223,18 +228,7 @@ func ParseOutageHold(v string) (time.Duration, error) {
 }
 
 func parseOutageHold(v string) (time.Duration, *Error) {
-	const hint = "write how long to wait for new subflows after an outage, such as 2s, or off"
-	if v == "off" || v == "no" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, errorf("%q is not a duration or off", v).withHint(hint)
-	}
-	if d < minOutageHold || d > maxOutageHold {
-		return 0, errorf("outage-hold %s is outside %s..%s", d, minOutageHold, maxOutageHold).withHint(hint)
-	}
-	return d, nil
+	return durationOrOff("outage-hold", v, minOutageHold, maxOutageHold, "write how long to wait for new subflows after an outage, such as 2s, or off")
 }
 
 // validGroup accepts what shadow-utils' groupadd does by default (a
@@ -273,17 +267,17 @@ func checkListenAddr(v string) *Error {
 	const hint = "write an IP address and a port, such as 192.0.2.1:22 or [::1]:9257, or :PORT for every address"
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		return errorf("%q is not host:port", v).withHint(hint)
+		return errorf("%q is not host:port", v).withHint("%s", hint)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return errorf("%q: port %q is not a number from 1 to 65535", v, port).withHint(hint)
+		return errorf("%q: port %q is not a number from 1 to 65535", v, port).withHint("%s", hint)
 	}
 	if host == "" {
 		return nil
 	}
 	if _, err := netip.ParseAddr(host); err != nil {
 		// A name would be resolved at start, when DNS may not work yet.
-		return errorf("%q: %q is not an IP address", v, host).withHint(hint)
+		return errorf("%q: %q is not an IP address", v, host).withHint("%s", hint)
 	}
 	return nil
 }

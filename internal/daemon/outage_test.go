@@ -39,20 +39,29 @@ func connFrom(locals ...string) mptcpdiag.Connection {
 	return c
 }
 
-// With outage-hold on, the endpoint of the last path stays through the
-// outage while a connection has a subflow on it; the new address gets an
-// endpoint beside it, and the kept one goes once the connection has a
-// subflow from the new address.
-func TestEngineKeepsEndpointsThroughOutage(t *testing.T) {
+// startOutageRig runs an engine with outage-hold's grace whose one link
+// has 192.0.2.1, and whose connections are conns (one on 192.0.2.1 to
+// start with).
+func startOutageRig(t *testing.T, grace time.Duration) (*engineRig, *running, *fakeConns) {
+	t.Helper()
 	r := newEngineRig(t, testSettings(t, subflowPolicy))
 	conns := &fakeConns{}
 	conns.set(connFrom("192.0.2.1"))
-	r.e.outage = newOutageWatch(2*time.Second, r.e.rec, conns.list, func() error { return nil })
+	r.e.outage = newOutageWatch(grace, r.e.rec, conns.list, func() error { return nil })
 	l := r.run(t, nil)
 	l.events <- link(2, "test0")
 	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
 	l.events <- netmon.Synced{}
 	r.waitFor(t, "at start", hasAddrs("192.0.2.1/subflow"))
+	return r, l, conns
+}
+
+// With outage-hold on, the endpoint of the last path stays through the
+// outage while a connection has a subflow on it; the new address gets an
+// endpoint beside it, and the kept one goes once the connection has a
+// subflow from the new address.
+func TestEngineKeepsEndpointsThroughOutage(t *testing.T) {
+	r, l, conns := startOutageRig(t, 2*time.Second)
 
 	l.events <- addr(netmon.OpDel, 2, "192.0.2.1/24")
 	time.Sleep(3 * outageRecheck)
@@ -73,15 +82,8 @@ func TestEngineKeepsEndpointsThroughOutage(t *testing.T) {
 // Without connections on them, nothing is kept: an outage empties the
 // table at once, as without outage-hold.
 func TestEngineKeepsNothingUnused(t *testing.T) {
-	r := newEngineRig(t, testSettings(t, subflowPolicy))
-	conns := &fakeConns{}
+	r, l, conns := startOutageRig(t, 2*time.Second)
 	conns.set(connFrom("198.51.100.9"))
-	r.e.outage = newOutageWatch(2*time.Second, r.e.rec, conns.list, func() error { return nil })
-	l := r.run(t, nil)
-	l.events <- link(2, "test0")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- netmon.Synced{}
-	r.waitFor(t, "at start", hasAddrs("192.0.2.1/subflow"))
 	l.events <- addr(netmon.OpDel, 2, "192.0.2.1/24")
 	r.waitFor(t, "outage", hasAddrs())
 }
@@ -89,16 +91,8 @@ func TestEngineKeepsNothingUnused(t *testing.T) {
 // A new path whose joins never come up: the kept endpoint goes after the
 // grace time all the same.
 func TestEngineKeptGoAfterGrace(t *testing.T) {
-	r := newEngineRig(t, testSettings(t, subflowPolicy))
-	conns := &fakeConns{}
-	conns.set(connFrom("192.0.2.1"))
 	grace := 300 * time.Millisecond
-	r.e.outage = newOutageWatch(grace, r.e.rec, conns.list, func() error { return nil })
-	l := r.run(t, nil)
-	l.events <- link(2, "test0")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- netmon.Synced{}
-	r.waitFor(t, "at start", hasAddrs("192.0.2.1/subflow"))
+	r, l, _ := startOutageRig(t, grace)
 	l.events <- addr(netmon.OpDel, 2, "192.0.2.1/24")
 	time.Sleep(2 * outageRecheck)
 	l.events <- addr(netmon.OpNew, 2, "192.0.2.77/24")
