@@ -169,12 +169,12 @@ type deletion struct {
 }
 
 // inDoubtAt returns the endpoints deleted within resignalWindow before
-// now whose addresses none of ours has: those whose RM_ADDR may have
-// died with the last path.
+// now whose addresses and ids none of ours has: those whose RM_ADDR may
+// have died with the last path.
 func inDoubtAt(recent []deletion, ours []mptcp.Endpoint, now time.Time) []mptcp.Endpoint {
 	var out []mptcp.Endpoint
 	for _, d := range recent {
-		if now.Sub(d.at) > resignalWindow || slices.ContainsFunc(ours, func(o mptcp.Endpoint) bool { return o.Addr == d.e.Addr }) ||
+		if now.Sub(d.at) > resignalWindow || slices.ContainsFunc(ours, func(o mptcp.Endpoint) bool { return o.Addr == d.e.Addr || o.ID == d.e.ID }) ||
 			slices.ContainsFunc(out, func(o mptcp.Endpoint) bool { return o.ID == d.e.ID }) {
 			continue
 		}

@@ -308,3 +308,19 @@ func TestReconcileOldDeletionNotInDoubt(t *testing.T) {
 		t.Errorf("in doubt %v after %s", ids(res.InDoubt), resignalWindow)
 	}
 }
+
+// A second outage before the first one's endpoints went adds to them,
+// counting none twice; the endpoints the first outage deleted (no
+// connection used them) are not in doubt, and their ids went to others.
+func TestReconcileOutageAgainBeforeRelease(t *testing.T) {
+	g := newRig(t)
+	g.r.KeepThroughOutage(using("192.0.2.10", "192.0.2.99"))
+	g.converge(testNetwork(), testPolicy())
+	g.reconcile(outageNetwork(), testPolicy())
+	back := backOnNewAddress()
+	g.reconcile(back, testPolicy()) // 192.0.2.99 and 2001:db8::99 get ids 2 and 3; 1 still kept
+	res := g.reconcile(outageNetwork(), testPolicy())
+	if got := ids(res.Kept); !cmp.Equal(got, []int{1, 2}) || len(res.InDoubt) != 0 {
+		t.Errorf("kept %v, in doubt %v after the second outage, want [1 2] and none", got, ids(res.InDoubt))
+	}
+}

@@ -248,8 +248,9 @@ func (r *Reconciler) startOutage(ours []mptcp.Endpoint, now time.Time) {
 		r.log.Warn("no usable path, and the connections cannot be listed: deleting the endpoints", "err", err)
 		return
 	}
+	// A new outage before the last one's endpoints went adds to them.
 	for _, o := range ours {
-		if use.Local[o.Addr] {
+		if use.Local[o.Addr] && !slices.ContainsFunc(r.kept, func(k mptcp.Endpoint) bool { return k.ID == o.ID }) {
 			r.kept = append(r.kept, o)
 		}
 	}
@@ -259,8 +260,9 @@ func (r *Reconciler) startOutage(ours []mptcp.Endpoint, now time.Time) {
 	if use.Live == 0 {
 		return
 	}
-	if r.inDoubt = inDoubtAt(recent, ours, now); len(r.inDoubt) > 0 {
-		r.log.Info("endpoints deleted just before the outage: their removal may not have reached the peers", "ids", ids(r.inDoubt))
+	if doubt := inDoubtAt(recent, ours, now); len(doubt) > 0 {
+		r.inDoubt = append(r.inDoubt, doubt...)
+		r.log.Info("endpoints deleted just before the outage: their removal may not have reached the peers", "ids", ids(doubt))
 	}
 }
 
@@ -524,7 +526,8 @@ func (r *Reconciler) deleteAll(dels []mptcp.Endpoint, res *Result) map[mptcp.ID]
 			continue
 		}
 		r.log.Debug("deleted endpoint", "id", e.ID, "addr", e.Addr)
-		if r.keepOutage != nil {
+		// Those of an outage's passes had no connection on them.
+		if r.keepOutage != nil && !r.inOutage {
 			r.recent = append(r.recent, deletion{e, r.now()})
 		}
 		res.Deleted = append(res.Deleted, e)
