@@ -193,6 +193,11 @@ func (s *Sampler) Watch(ctx context.Context, round func(Round) error, events fun
 				}
 				return errors.New("trace: the link monitor stopped")
 			}
+			// A note made before the event was read goes first: select
+			// picks at random among ready cases.
+			if err := s.drainNotes(events); err != nil {
+				return err
+			}
 			if recs := linkEvents(s.state, ev, time.Now(), true); len(recs) > 0 {
 				if err := events(recs); err != nil {
 					return err
@@ -202,6 +207,20 @@ func (s *Sampler) Watch(ctx context.Context, round func(Round) error, events fun
 			if err := events([]Record{r}); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// drainNotes passes on the notes waiting, without blocking.
+func (s *Sampler) drainNotes(events func([]Record) error) error {
+	for {
+		select {
+		case r := <-s.notes:
+			if err := events([]Record{r}); err != nil {
+				return err
+			}
+		default:
+			return nil
 		}
 	}
 }
