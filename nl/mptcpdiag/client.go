@@ -35,4 +35,17 @@ func (c *Client) Close() error { return c.c.Close() }
 // a second dump: while one opens or closes, a connection's Subflows and
 // its Info's counts may disagree. A kernel without mptcp_diag gives an
 // error that Is mptcp.ErrNotSupported.
-func (c *Client) Connections() ([]Connection, error) { return c.c.Connections() }
+func (c *Client) Connections() ([]Connection, error) { return c.c.connections(AllStates) }
+
+// ConnectionsIn is Connections with only the subflows whose TCP state is
+// in subflows: a dump of the namespace's TCP sockets that the kernel
+// filters, for callers after a few of them among many.
+func (c *Client) ConnectionsIn(subflows States) ([]Connection, error) {
+	return c.c.connections(subflows)
+}
+
+// Destroy aborts the TCP socket s names (SOCK_DESTROY, what `ss -K`
+// does): the kernel sends a reset and frees it. It is nil when the socket
+// is already gone. The kernel needs CONFIG_INET_DIAG_DESTROY, without
+// which the error Is mptcp.ErrNotSupported, and the caller CAP_NET_ADMIN.
+func (c *Client) Destroy(s Subflow) error { return c.c.destroy(s) }

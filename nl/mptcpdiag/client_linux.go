@@ -44,7 +44,7 @@ var families = []struct {
 	name string
 }{{AF_INET, "inet"}, {AF_INET6, "inet6"}}
 
-func (c *client) Connections() ([]Connection, error) {
+func (c *client) connections(subflowStates States) ([]Connection, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -58,7 +58,7 @@ func (c *client) Connections() ([]Connection, error) {
 	var conns []Connection
 	for _, f := range families {
 		op := "dump MPTCP sockets (" + f.name + ")"
-		msgs, err := c.dump(f.af, mptcp.IPPROTO_MPTCP)
+		msgs, err := c.dump(f.af, mptcp.IPPROTO_MPTCP, AllStates)
 		if errors.Is(err, syscall.ENOENT) {
 			// inet_diag has no handler for the protocol.
 			return nil, fmt.Errorf("mptcpdiag: %s: kernel without mptcp_diag (CONFIG_INET_MPTCP_DIAG): %w", op, mptcp.ErrNotSupported)
@@ -75,7 +75,7 @@ func (c *client) Connections() ([]Connection, error) {
 	var subflows []Subflow
 	for _, f := range families {
 		op := "dump TCP sockets (" + f.name + ")"
-		msgs, err := c.dump(f.af, IPPROTO_TCP)
+		msgs, err := c.dump(f.af, IPPROTO_TCP, subflowStates)
 		if err != nil {
 			return nil, wrapError(op, err)
 		}
@@ -89,11 +89,35 @@ func (c *client) Connections() ([]Connection, error) {
 }
 
 // dump sends one SOCK_DIAG_BY_FAMILY dump request and collects the replies.
-func (c *client) dump(family uint8, protocol uint32) ([]netlink.Message, error) {
+func (c *client) dump(family uint8, protocol uint32, states States) ([]netlink.Message, error) {
 	return c.conn.Execute(netlink.Message{
 		Header: netlink.Header{Type: SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
-		Data:   encodeRequest(family, protocol),
+		Data:   encodeRequest(family, protocol, states),
 	})
+}
+
+func (c *client) destroy(s Subflow) error {
+	op := fmt.Sprintf("destroy %v -> %v", s.Local, s.Remote)
+	req, err := encodeExact(s)
+	if err != nil {
+		return fmt.Errorf("mptcpdiag: %s: %w", op, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("mptcpdiag: %s: %w", op, net.ErrClosed)
+	}
+	_, err = c.conn.Execute(netlink.Message{
+		Header: netlink.Header{Type: SOCK_DESTROY, Flags: netlink.Request | netlink.Acknowledge},
+		Data:   req,
+	})
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return nil // gone since the dump
+	case errors.Is(err, syscall.EOPNOTSUPP):
+		return fmt.Errorf("mptcpdiag: %s: kernel without CONFIG_INET_DIAG_DESTROY: %w", op, mptcp.ErrNotSupported)
+	}
+	return wrapError(op, err)
 }
 
 // wrapError keeps the errno (so errors.Is(err, os.ErrPermission) works)

@@ -1,9 +1,11 @@
 package mptcpdiag
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -134,5 +136,38 @@ func TestClientClosed(t *testing.T) {
 	}
 	if len(asked) != 0 {
 		t.Errorf("a closed client sent %v", asked)
+	}
+}
+
+func TestClientDestroy(t *testing.T) {
+	s := Subflow{Family: AF_INET, Local: netip.MustParseAddrPort("10.1.1.2:1"), Remote: netip.MustParseAddrPort("10.3.0.1:2"), Cookie: 9}
+	for _, tt := range []struct {
+		name  string
+		errno syscall.Errno
+		is    error // nil: no error
+	}{
+		{"done", 0, nil},
+		{"gone since the dump", syscall.ENOENT, nil},
+		{"no CONFIG_INET_DIAG_DESTROY", syscall.EOPNOTSUPP, mptcp.ErrNotSupported},
+		{"no permission", syscall.EPERM, os.ErrPermission},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []netlink.Message
+			conn := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+				got = append(got, reqs...)
+				h := netlink.Header{Type: netlink.Error, Sequence: reqs[0].Header.Sequence, PID: reqs[0].Header.PID}
+				return []netlink.Message{{Header: h, Data: binary.NativeEndian.AppendUint32(nil, uint32(-int32(tt.errno)))}}, nil
+			})
+			c := &Client{c: &client{conn: conn}}
+			defer c.Close()
+			err := c.Destroy(s)
+			if (tt.is == nil) != (err == nil) || (tt.is != nil && !errors.Is(err, tt.is)) {
+				t.Errorf("Destroy: %v, want %v", err, tt.is)
+			}
+			want, _ := encodeExact(s)
+			if len(got) != 1 || got[0].Header.Type != SOCK_DESTROY || got[0].Header.Flags&netlink.Acknowledge == 0 || !bytes.Equal(got[0].Data, want) {
+				t.Errorf("sent %+v, want one SOCK_DESTROY with an ack asked for and the exact request", got)
+			}
+		})
 	}
 }

@@ -18,6 +18,10 @@ func newClient(*Config) (*client, error) {
 
 func (*client) Close() error { return nil }
 
-func (*client) Connections() ([]Connection, error) {
+func (*client) connections(States) ([]Connection, error) {
 	return nil, fmt.Errorf("mptcpdiag: not supported on %s: %w", runtime.GOOS, mptcp.ErrNotSupported)
+}
+
+func (*client) destroy(Subflow) error {
+	return fmt.Errorf("mptcpdiag: not supported on %s: %w", runtime.GOOS, mptcp.ErrNotSupported)
 }

@@ -6,6 +6,7 @@ package mptcpdiag
 // include/uapi/linux/sock_diag.h
 const (
 	SOCK_DIAG_BY_FAMILY = 20
+	SOCK_DESTROY        = 21 // CONFIG_INET_DIAG_DESTROY: abort one socket
 )
 
 // include/uapi/linux/inet_diag.h: sizes of the fixed headers.
@@ -24,12 +25,11 @@ const (
 // adds INET_DIAG_ULP_INFO (net/ipv4/tcp_diag.c) to its replies to callers
 // with CAP_NET_ADMIN, unasked.
 const (
-	INET_DIAG_INFO       = 2 // struct tcp_info, or struct mptcp_info
-	INET_DIAG_PAD        = 14
-	INET_DIAG_ULP_INFO   = 19 // nest of INET_ULP_INFO_*
-	INET_DIAG_NOCOOKIE   = ^uint32(0)
-	inetDiagInfoExtFlag  = 1 << (INET_DIAG_INFO - 1)
-	inetDiagAllStateBits = ^uint32(0)
+	INET_DIAG_INFO      = 2 // struct tcp_info, or struct mptcp_info
+	INET_DIAG_PAD       = 14
+	INET_DIAG_ULP_INFO  = 19 // nest of INET_ULP_INFO_*
+	INET_DIAG_NOCOOKIE  = ^uint32(0)
+	inetDiagInfoExtFlag = 1 << (INET_DIAG_INFO - 1)
 )
 
 // include/uapi/linux/inet_diag.h: the INET_DIAG_ULP_INFO nest.

@@ -318,3 +318,45 @@ func TestKernelConnections(t *testing.T) {
 		t.Errorf("%d listeners in the server namespace, want 1", listeners)
 	}
 }
+
+// TestKernelDestroy aborts the join subflow of a live connection: the
+// connection goes on over the initial one, and a state filter leaves out
+// subflows in other states.
+func TestKernelDestroy(t *testing.T) {
+	p := newTwoPathPair(t)
+	client, server := p.connect(t)
+	exchange(t, client, server, 5)
+	cc := dialDiag(t, p.clientH)
+	conn := waitConnection(t, cc, 2)
+
+	closing, err := cc.ConnectionsIn(StatesOf(StateFinWait1, StateClosing, StateLastAck))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range closing {
+		if len(c.Subflows) != 0 {
+			t.Errorf("a dump of closing subflows gave %v's %+v", c.Local, c.Subflows)
+		}
+	}
+	if len(closing) == 0 {
+		t.Error("a dump of closing subflows left out the connection itself")
+	}
+
+	join := conn.Subflows[1]
+	if err := cc.Destroy(join); err != nil {
+		t.Fatalf("Destroy(%v -> %v): %v", join.Local, join.Remote, err)
+	}
+	waitConnection(t, cc, 1)
+	exchange(t, client, server, 1<<16)
+	// Gone already: not an error.
+	if err := cc.Destroy(join); err != nil {
+		t.Errorf("Destroy of a socket already gone: %v", err)
+	}
+	// A stale cookie names another socket: never hit.
+	initial := conn.Subflows[0]
+	initial.Cookie++
+	if err := cc.Destroy(initial); err != nil {
+		t.Errorf("Destroy with a stale cookie: %v", err)
+	}
+	waitConnection(t, cc, 1)
+}

@@ -19,10 +19,11 @@ import (
 // cannot represent, skip attributes they do not know, and read the info
 // structs by length, so that older and newer kernels both work.
 
-// encodeRequest is a dump request for every socket of protocol in family:
-// struct inet_diag_req_v2, and INET_DIAG_REQ_PROTOCOL for a protocol that
-// does not fit its u8 field (MPTCP). INET_DIAG_INFO is asked for.
-func encodeRequest(family uint8, protocol uint32) []byte {
+// encodeRequest is a dump request for every socket of protocol in family
+// whose state is in states: struct inet_diag_req_v2, and
+// INET_DIAG_REQ_PROTOCOL for a protocol that does not fit its u8 field
+// (MPTCP). INET_DIAG_INFO is asked for.
+func encodeRequest(family uint8, protocol uint32, states States) []byte {
 	b := make([]byte, sizeofInetDiagReqV2, sizeofInetDiagReqV2+8)
 	b[0] = family
 	if protocol <= 0xff {
@@ -33,7 +34,7 @@ func encodeRequest(family uint8, protocol uint32) []byte {
 		b[1] = IPPROTO_TCP
 	}
 	b[2] = inetDiagInfoExtFlag
-	binary.NativeEndian.PutUint32(b[4:8], inetDiagAllStateBits)
+	binary.NativeEndian.PutUint32(b[4:8], uint32(states))
 	// id: ports, addresses and interface 0 match all in a dump; no cookie.
 	binary.NativeEndian.PutUint32(b[48:52], INET_DIAG_NOCOOKIE)
 	binary.NativeEndian.PutUint32(b[52:56], INET_DIAG_NOCOOKIE)
@@ -45,6 +46,40 @@ func encodeRequest(family uint8, protocol uint32) []byte {
 		b = append(b, attr...)
 	}
 	return b
+}
+
+// encodeExact is a request for the one TCP socket s names: its family,
+// both ends, the device it is bound to and its cookie, which the kernel
+// checks (net/ipv4/inet_diag.c, inet_diag_find_one_icsk), so that a
+// socket that took the same ports since the dump is never the one hit.
+func encodeExact(s Subflow) ([]byte, error) {
+	b := make([]byte, sizeofInetDiagReqV2)
+	if s.Family != AF_INET && s.Family != AF_INET6 {
+		return nil, fmt.Errorf("unknown address family %d", s.Family)
+	}
+	b[0], b[1] = s.Family, IPPROTO_TCP
+	binary.NativeEndian.PutUint32(b[4:8], uint32(AllStates))
+	// struct inet_diag_sockid starts at 8: the layout parseSockMsg reads
+	// at 4 in a reply.
+	binary.BigEndian.PutUint16(b[8:10], s.Local.Port())
+	binary.BigEndian.PutUint16(b[10:12], s.Remote.Port())
+	if s.Family == AF_INET {
+		src, dst := s.Local.Addr().Unmap(), s.Remote.Addr().Unmap()
+		if !src.Is4() || !dst.Is4() {
+			return nil, fmt.Errorf("%v -> %v is no IPv4 socket", s.Local, s.Remote)
+		}
+		a, d := src.As4(), dst.As4()
+		copy(b[12:16], a[:])
+		copy(b[28:32], d[:])
+	} else {
+		a, d := s.Local.Addr().As16(), s.Remote.Addr().As16()
+		copy(b[12:28], a[:])
+		copy(b[28:44], d[:])
+	}
+	binary.NativeEndian.PutUint32(b[44:48], uint32(s.IfIndex))
+	binary.NativeEndian.PutUint32(b[48:52], uint32(s.Cookie))
+	binary.NativeEndian.PutUint32(b[52:56], uint32(s.Cookie>>32))
+	return b, nil
 }
 
 // sockMsg is struct inet_diag_msg, the fixed part of every reply.

@@ -31,7 +31,7 @@ func TestEncodeRequest(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := hex.EncodeToString(encodeRequest(tt.family, tt.protocol)); got != tt.want {
+			if got := hex.EncodeToString(encodeRequest(tt.family, tt.protocol, AllStates)); got != tt.want {
 				t.Errorf("request\n got %s\nwant %s", got, tt.want)
 			}
 		})
@@ -383,6 +383,63 @@ func TestTotalSubflows(t *testing.T) {
 		if got := tt.info.TotalSubflows(); got != tt.want {
 			t.Errorf("TotalSubflows of %d bytes, %d extra, total %d: %d, want %d",
 				tt.info.Size, tt.info.Subflows, tt.info.SubflowsTotal, got, tt.want)
+		}
+	}
+}
+
+func TestEncodeRequestStates(t *testing.T) {
+	req := encodeRequest(AF_INET, IPPROTO_TCP, StatesOf(StateFinWait1, StateLastAck))
+	if got, want := hex.EncodeToString(req[4:8]), "10020000"; got != want {
+		t.Errorf("idiag_states %s, want %s (bits 4 and 9)", got, want)
+	}
+	s := StatesOf(StateFinWait1, StateLastAck)
+	if !s.Has(StateFinWait1) || !s.Has(StateLastAck) || s.Has(StateEstablished) || s.Has(State(40)) {
+		t.Errorf("%#x: Has is wrong", uint32(s))
+	}
+}
+
+// TestEncodeExact checks that a request names the very socket a dump
+// showed: its id, read back with the reply decoder, is the subflow's.
+func TestEncodeExact(t *testing.T) {
+	for _, s := range []Subflow{{
+		Family: AF_INET, IfIndex: 7, Cookie: 0x0102030405060708,
+		Local:  netip.MustParseAddrPort("10.1.1.2:40000"),
+		Remote: netip.MustParseAddrPort("10.3.0.1:443"),
+	}, {
+		Family: AF_INET6, Cookie: 42,
+		Local:  netip.MustParseAddrPort("[2001:db8::2]:1"),
+		Remote: netip.MustParseAddrPort("[2001:db8:1::1]:65535"),
+	}, {
+		// An AF_INET6 socket talking IPv4: 4-in-6 addresses.
+		Family: AF_INET6, Cookie: 1,
+		Local:  netip.MustParseAddrPort("[::ffff:10.1.1.2]:2"),
+		Remote: netip.MustParseAddrPort("[::ffff:10.3.0.1]:3"),
+	}} {
+		req, err := encodeExact(s)
+		if err != nil {
+			t.Fatalf("%v: %v", s.Local, err)
+		}
+		if len(req) != sizeofInetDiagReqV2 || req[1] != IPPROTO_TCP {
+			t.Errorf("%v: request of %d bytes for protocol %d", s.Local, len(req), req[1])
+		}
+		msg := make([]byte, sizeofInetDiagMsg)
+		msg[0] = req[0]
+		copy(msg[4:52], req[8:56]) // struct inet_diag_sockid
+		m, err := parseSockMsg(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.family != s.Family || m.local != s.Local || m.remote != s.Remote || m.ifindex != s.IfIndex || m.cookie != s.Cookie {
+			t.Errorf("request names %d %v -> %v if %d cookie %#x, want %d %v -> %v if %d cookie %#x",
+				m.family, m.local, m.remote, m.ifindex, m.cookie, s.Family, s.Local, s.Remote, s.IfIndex, s.Cookie)
+		}
+	}
+	for _, bad := range []Subflow{
+		{Family: 3},
+		{Family: AF_INET, Local: netip.MustParseAddrPort("[2001:db8::2]:1"), Remote: netip.MustParseAddrPort("10.3.0.1:1")},
+	} {
+		if _, err := encodeExact(bad); err == nil {
+			t.Errorf("%+v: no error", bad)
 		}
 	}
 }

@@ -191,6 +191,24 @@ func (s State) String() string {
 	return fmt.Sprintf("UNKNOWN(%d)", uint8(s))
 }
 
+// States is a set of States, a bit per state as idiag_states has them.
+type States uint32
+
+// AllStates matches every state.
+const AllStates = ^States(0)
+
+// StatesOf is the set of the states given.
+func StatesOf(states ...State) States {
+	var s States
+	for _, st := range states {
+		s |= 1 << st
+	}
+	return s
+}
+
+// Has reports whether st is in s.
+func (s States) Has(st State) bool { return st < 32 && s&(1<<st) != 0 }
+
 // SubflowFlags are MPTCP_SUBFLOW_FLAG_* bits. _LOC is what this end asked
 // for, _REM what the peer did.
 type SubflowFlags uint32
