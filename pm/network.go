@@ -145,3 +145,16 @@ func unusable(l netmon.Link, names map[int]string) string {
 	}
 	return ""
 }
+
+// Regained lists the links that before had but could not use and after
+// can: a carrier back, a link set up again. A link new in after is not
+// among them.
+func Regained(before, after Network) []int {
+	var out []int
+	for _, l := range after.Links {
+		if old, ok := before.Link(l.Index); ok && l.Usable && !old.Usable {
+			out = append(out, l.Index)
+		}
+	}
+	return out
+}

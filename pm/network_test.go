@@ -3,6 +3,7 @@ package pm
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -138,5 +139,30 @@ func TestNetworkEqual(t *testing.T) {
 	}
 	if n := base(); n.Equal(Network{Links: n.Links}) {
 		t.Error("a network without its addresses is Equal")
+	}
+}
+
+func TestRegained(t *testing.T) {
+	n := testNetwork() // wwan0, index 4, has no carrier
+	back := testNetwork()
+	back.Links[3].Usable, back.Links[3].Why = true, ""
+	noWiFi := testNetwork()
+	noWiFi.Links[2].Usable, noWiFi.Links[2].Why = false, "no carrier"
+	withoutWWAN := testNetwork()
+	withoutWWAN.Links = slices.Delete(withoutWWAN.Links, 3, 4)
+	for _, tt := range []struct {
+		name          string
+		before, after Network
+		want          []int
+	}{
+		{"unchanged", n, n, nil},
+		{"carrier back", n, back, []int{4}},
+		{"carrier lost", n, noWiFi, nil},
+		{"two back", noWiFi, back, []int{3, 4}},
+		{"a new link", withoutWWAN, back, nil},
+	} {
+		if got := Regained(tt.before, tt.after); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mptcpd-go/mptcpd/internal/control"
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/neigh"
 	"github.com/mptcpd-go/mptcpd/nl/netmon"
 	"github.com/mptcpd-go/mptcpd/pm"
 	"github.com/mptcpd-go/mptcpd/policy"
@@ -113,6 +114,16 @@ func Run(ctx context.Context, opts Options) error {
 		}()
 		started = append(started, "plugin", s.conf.PathManager)
 	}
+	if e.stranded, err = startStrandedSweep(log); err != nil {
+		return err
+	}
+	defer e.stranded.stop()
+	forgetter, err := neigh.New(0)
+	if err != nil {
+		return err
+	}
+	defer forgetter.Close()
+	e.forgetNeighbours = forgetter.ForgetUnresolved
 	e.routes, err = newRouter(log)
 	if err != nil {
 		return err
@@ -164,12 +175,16 @@ type engine struct {
 	metrics  *metrics       // the Prometheus endpoint's; nil without metrics-listen
 	health   *healthWatch   // the in-kernel mode's path health; nil when off
 	outage   *outageWatch   // the in-kernel mode's endpoints kept through an outage; nil when off
-	counters control.Counters
-	routes   router
-	state    *netmon.State
-	notify   func(string)
-	settings *settings
-	classify pm.Classifier
+	stranded *strandedSweep // aborts subflows stranded on dead paths; nil when the kernel cannot
+	// forgetNeighbours deletes a link's unresolved neighbour entries
+	// (nl/neigh); nil in tests that need none.
+	forgetNeighbours func(index int) (int, error)
+	counters         control.Counters
+	routes           router
+	state            *netmon.State
+	notify           func(string)
+	settings         *settings
+	classify         pm.Classifier
 
 	last              pm.Network
 	reconciled, ready bool
@@ -276,6 +291,9 @@ func (e *engine) loop(ctx context.Context, events <-chan netmon.Event, hup <-cha
 			}
 			e.rec.Outage(step)
 			e.force = true
+		case <-e.stranded.due():
+			e.stranded.followUp()
+			continue
 		case <-e.user.statusTick():
 			if e.ready {
 				e.readyWith(e.user.status())
@@ -383,8 +401,13 @@ func (e *engine) pass() bool {
 	forced := e.force
 	e.force = false
 	e.counters.Passes++
+	lost := e.reconciled && pm.LostPaths(e.last, n)
+	if e.reconciled {
+		e.forgetUnresolved(pm.Regained(e.last, n), n)
+	}
 	if e.user != nil {
 		e.passUserspace(n, forced)
+		e.stranded.passed(n, lost)
 		return true
 	}
 	start := time.Now()
@@ -396,6 +419,7 @@ func (e *engine) pass() bool {
 	}
 	res, err := reconcile(n, e.settings.policy)
 	took := time.Since(start)
+	e.stranded.passed(n, lost || len(res.Deleted) > 0)
 	e.metrics.reconciled(&res, err)
 	e.last, e.reconciled = n, true
 	clean := err == nil && len(res.Failed) == 0 && !res.Retry
@@ -425,6 +449,25 @@ func (e *engine) pass() bool {
 		e.readyWith(fmt.Sprintf("STATUS=%d endpoints wanted, %d links", len(res.Plan.Endpoints), len(n.Links)))
 	}
 	return true
+}
+
+// forgetUnresolved clears the neighbour entries that failed to resolve
+// while the links had no carrier, before the pass puts subflows on them
+// (nl/neigh).
+func (e *engine) forgetUnresolved(links []int, n pm.Network) {
+	if e.forgetNeighbours == nil {
+		return
+	}
+	for _, index := range links {
+		l, _ := n.Link(index)
+		k, err := e.forgetNeighbours(index)
+		if err != nil {
+			e.log.Warn("forgetting unresolved neighbours", "link", l.Name, "err", err)
+		}
+		if k > 0 {
+			e.log.Debug("forgot neighbours unresolved while the link was unusable", "link", l.Name, "entries", k)
+		}
+	}
 }
 
 // passUserspace gives the plugin the network and installs the source

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcp"
+	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
+	"github.com/mptcpd-go/mptcpd/pm"
+)
+
+// strandedSweep aborts the subflows stranded on a dead path
+// (pm/stranded.go). It looks after a pass that lost a path or deleted
+// endpoints, at once, and again after each of strandedAgain, for the
+// subflows closed after the pass: a userspace plugin's destroys, the
+// kernel's own closes on RM_ADDR.
+type strandedSweep struct {
+	list    func(mptcpdiag.States) ([]mptcpdiag.Connection, error)
+	destroy func(mptcpdiag.Subflow) error
+	close   func() error
+	log     *slog.Logger
+	timer   *time.Timer
+	n       pm.Network // the last pass's
+	again   int        // the next of strandedAgain; len: none due
+	aborted uint64     // subflows aborted so far
+}
+
+var strandedAgain = []time.Duration{250 * time.Millisecond, 2 * time.Second}
+
+// startStrandedSweep is nil when the kernel cannot list connections:
+// stranded subflows then linger as they do without a daemon.
+func startStrandedSweep(log *slog.Logger) (*strandedSweep, error) {
+	diag, err := mptcpdiag.Dial(nil)
+	if errors.Is(err, mptcp.ErrNotSupported) {
+		log.Warn("subflows stranded on dead paths are left to time out: the kernel cannot list MPTCP connections", "err", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newStrandedSweep(diag.ConnectionsIn, diag.Destroy, diag.Close, log), nil
+}
+
+func newStrandedSweep(list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), destroy func(mptcpdiag.Subflow) error, close func() error, log *slog.Logger) *strandedSweep {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &strandedSweep{list: list, destroy: destroy, close: close, log: log, timer: t, again: len(strandedAgain)}
+}
+
+func (s *strandedSweep) stop() {
+	if s != nil {
+		s.timer.Stop()
+		_ = s.close()
+	}
+}
+
+// passed notes the network a pass left; lost says the pass lost a path
+// or deleted endpoints, which starts a sweep now and its follow-ups.
+func (s *strandedSweep) passed(n pm.Network, lost bool) {
+	if s == nil {
+		return
+	}
+	s.n = n
+	if !lost {
+		return
+	}
+	s.sweep()
+	s.again = 0
+	s.timer.Reset(strandedAgain[0])
+}
+
+// due fires when a follow-up sweep is due; never when off.
+func (s *strandedSweep) due() <-chan time.Time {
+	if s == nil {
+		return nil
+	}
+	return s.timer.C
+}
+
+// followUp runs a due follow-up sweep and schedules the next.
+func (s *strandedSweep) followUp() {
+	s.sweep()
+	if s.again++; s.again < len(strandedAgain) {
+		s.timer.Reset(strandedAgain[s.again] - strandedAgain[s.again-1])
+	}
+}
+
+// sweep aborts what is stranded now. A kernel that cannot abort sockets
+// turns the sweep off.
+func (s *strandedSweep) sweep() {
+	conns, err := s.list(pm.ClosingStates())
+	if err != nil {
+		s.log.Warn("listing connections for stranded subflows", "err", err)
+		return
+	}
+	n := 0
+	for _, sf := range pm.Stranded(conns, s.n) {
+		err := s.destroy(sf)
+		if errors.Is(err, mptcp.ErrNotSupported) {
+			s.log.Warn("subflows stranded on dead paths are left to time out", "err", err)
+			s.list = func(mptcpdiag.States) ([]mptcpdiag.Connection, error) { return nil, nil }
+			return
+		}
+		if err != nil {
+			s.log.Warn("aborting a stranded subflow", "local", sf.Local, "remote", sf.Remote, "err", err)
+			continue
+		}
+		n++
+		s.log.Debug("aborted a stranded subflow", "local", sf.Local, "remote", sf.Remote, "state", sf.State)
+	}
+	if n > 0 {
+		s.aborted += uint64(n)
+		s.log.Info("aborted subflows stranded on a dead path: their data was sent again on others", "subflows", n)
+	}
+}
