@@ -100,6 +100,18 @@ func (t Trace) Rates(from, to time.Time, interval time.Duration) []float64 {
 	return out
 }
 
+// TimeTo is how long after from the flow had read n more bytes, and
+// whether it did at all.
+func (t Trace) TimeTo(from time.Time, n int64) (time.Duration, bool) {
+	var got int64
+	for _, s := range t[t.index(from):] {
+		if got += int64(s.Bytes); got >= n {
+			return s.At.Sub(from), true
+		}
+	}
+	return 0, false
+}
+
 // Total is every byte read.
 func (t Trace) Total() int64 {
 	var n int64

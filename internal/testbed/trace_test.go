@@ -85,3 +85,26 @@ func TestRates(t *testing.T) {
 		t.Errorf("Rates per 200 ms = %v, want %v", got, want)
 	}
 }
+
+func TestTimeTo(t *testing.T) {
+	tr := trace(0, 10, 20, 300, 310, 320)
+	for _, tc := range []struct {
+		from   int
+		n      int64
+		want   int
+		wantOK bool
+	}{
+		{0, 1000, 0, true},      // the read at from counts
+		{5, 2000, 15, true},     // 10 and 20
+		{5, 3000, 295, true},    // across the stall
+		{15, 4000, 305, true},   // 20, 300, 310, 320: the fourth
+		{15, 5000, 0, false},    // never
+		{400, 1, 0, false},      // nothing after
+		{-100, 6000, 420, true}, // from before the first read
+	} {
+		got, ok := tr.TimeTo(at(tc.from), tc.n)
+		if ok != tc.wantOK || (ok && got != time.Duration(tc.want)*time.Millisecond) {
+			t.Errorf("TimeTo(%d ms, %d): %v %v, want %d ms %v", tc.from, tc.n, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
