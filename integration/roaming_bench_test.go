@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -346,7 +345,9 @@ func roamingRun(t testing.TB, s roamingScenario, startPM func(testing.TB, *testb
 	bed := twoLinks(t, roamingRate)
 	// The server accepts joins: the kernel's default (2 subflows) would
 	// refuse new ones while dead ones from a lost link still count.
-	setLimits(t, bed.Server, 8, 8)
+	if err := bed.Server.SetLimits(8, 8); err != nil {
+		t.Fatal(err)
+	}
 	if s.before != nil {
 		if err := s.before(bed); err != nil {
 			t.Fatal(err)
@@ -400,8 +401,8 @@ func roamingRun(t testing.TB, s roamingScenario, startPM func(testing.TB, *testb
 		switch s.measure {
 		case measureStall:
 			smp.d = stallIn(r.Trace, at, end)
-			smp.recovery = never
 			if n := roamingFlows[i].recovered; n > 0 {
+				smp.recovery = never
 				if d, ok := r.Trace.TimeTo(at, n); ok && d <= s.window {
 					smp.recovery = d
 				}
@@ -448,18 +449,6 @@ func waitLaptopEndpoints(t testing.TB, bed *testbed.Testbed) {
 	}
 }
 
-// flowConnection finds f's connection in a dump of the laptop's.
-func flowConnection(conns []mptcpdiag.Connection, f *testbed.Flow) *mptcpdiag.Connection {
-	local := f.Conn().LocalAddr().(*net.TCPAddr).AddrPort()
-	for i := range conns {
-		c := &conns[i]
-		if !c.Listening() && c.Local.Port() == local.Port() && c.Local.Addr().Unmap() == local.Addr().Unmap() {
-			return c
-		}
-	}
-	return nil
-}
-
 // waitFlowSubflows waits until each flow's connection has n established
 // subflows.
 func waitFlowSubflows(t testing.TB, bed *testbed.Testbed, diag *mptcpdiag.Client, flows []*testbed.Flow, n int) {
@@ -473,12 +462,8 @@ func waitFlowSubflows(t testing.TB, bed *testbed.Testbed, diag *mptcpdiag.Client
 		got = got[:0]
 		for _, f := range flows {
 			est := 0
-			if c := flowConnection(conns, f); c != nil {
-				for _, sf := range c.Subflows {
-					if sf.State == mptcpdiag.StateEstablished {
-						est++
-					}
-				}
+			if c := f.Connection(conns); c != nil {
+				est = c.Established()
 			}
 			got = append(got, est)
 		}
@@ -504,7 +489,7 @@ func firstDataFrom(t testing.TB, diag *mptcpdiag.Client, flows []*testbed.Flow, 
 			t.Fatal(err)
 		}
 		for i, f := range flows {
-			c := flowConnection(conns, f)
+			c := f.Connection(conns)
 			if got[i] != never || c == nil {
 				continue
 			}

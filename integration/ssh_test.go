@@ -173,20 +173,10 @@ func sshTestbed(t *testing.T, rate uint64) *testbed.Testbed {
 	tb := twoLinks(t, rate)
 	// The server accepts joins: the kernel's default (2 subflows) would
 	// refuse new ones while dead ones from a lost link still count.
-	setLimits(t, tb.Server, 8, 8)
+	if err := tb.Server.SetLimits(8, 8); err != nil {
+		t.Fatal(err)
+	}
 	return tb
-}
-
-func setLimits(t testing.TB, ns *testbed.Namespace, subflows, accepted uint32) {
-	t.Helper()
-	c, err := mptcp.Dial(&mptcp.Config{NetNS: ns.FD()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetLimits(mptcp.Limits{Subflows: &subflows, AddAddrAccepted: &accepted}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestSSHEndpoint: a real ssh session through the endpoint over MPTCP,

@@ -6,6 +6,20 @@ import (
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
 )
 
+// SetLimits sets the namespace's in-kernel path manager limits: the
+// extra subflows of a connection, and the ADD_ADDRs it accepts.
+func (n *Namespace) SetLimits(subflows, accepted uint32) error {
+	c, err := mptcp.Dial(&mptcp.Config{NetNS: n.FD()})
+	if err != nil {
+		return fmt.Errorf("testbed: limits in %s: %w", n, err)
+	}
+	defer c.Close()
+	if err := c.SetLimits(mptcp.Limits{Subflows: &subflows, AddAddrAccepted: &accepted}); err != nil {
+		return fmt.Errorf("testbed: limits in %s: %w", n, err)
+	}
+	return nil
+}
+
 // StaticEndpoints programs the laptop's in-kernel path manager the way a
 // hand-written configuration would, with no daemon: one endpoint with
 // flags (and the link's device) per link's current address, and a

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mptcpd-go/mptcpd/nl/mptcpdiag"
 )
 
 // connectTimeout bounds a flow's connection set-up.
@@ -337,6 +339,19 @@ func (f *Flow) timeEchoes(now time.Time, verified int64, size int) {
 // Conn is the laptop's socket, for socket options (TCP_INFO,
 // MPTCP_INFO) of the flow.
 func (f *Flow) Conn() *net.TCPConn { return f.client }
+
+// Connection finds the flow's connection in a dump of the laptop's
+// connections; nil when it is not there.
+func (f *Flow) Connection(conns []mptcpdiag.Connection) *mptcpdiag.Connection {
+	local := f.client.LocalAddr().(*net.TCPAddr).AddrPort()
+	for i := range conns {
+		c := &conns[i]
+		if !c.Listening() && c.Local.Port() == local.Port() && c.Local.Addr().Unmap() == local.Addr().Unmap() {
+			return c
+		}
+	}
+	return nil
+}
 
 // MPTCP reports whether both ends use MPTCP.
 func (f *Flow) MPTCP() bool { return f.mptcp }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,7 +172,7 @@ func (w *walker) setUp(ctx context.Context) error {
 	w.say("and a server (%s) at %s.", w.bed.Server, w.bed.ServerAddrs()[0])
 	// The server takes joins: dead subflows of a lost link still count
 	// against the kernel's default of 2.
-	if err := setLimits(w.bed.Server, 8, 8); err != nil {
+	if err := w.bed.Server.SetLimits(8, 8); err != nil {
 		return err
 	}
 	if w.pm, err = mptcp.Dial(&mptcp.Config{NetNS: w.bed.Laptop.FD()}); err != nil {
@@ -304,30 +303,12 @@ func (w *walker) waitSubflows(ctx context.Context) error {
 			return false, err
 		}
 		for _, f := range []*testbed.Flow{w.bulk, w.echo} {
-			if established(conns, f) < 2 {
+			if c := f.Connection(conns); c == nil || c.Established() < 2 {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
-}
-
-// established counts the established subflows of f's connection.
-func established(conns []mptcpdiag.Connection, f *testbed.Flow) int {
-	local := f.Conn().LocalAddr().(*net.TCPAddr).AddrPort()
-	for _, c := range conns {
-		if c.Listening() || c.Local.Port() != local.Port() || c.Local.Addr().Unmap() != local.Addr().Unmap() {
-			continue
-		}
-		n := 0
-		for _, sf := range c.Subflows {
-			if sf.State == mptcpdiag.StateEstablished {
-				n++
-			}
-		}
-		return n
-	}
-	return 0
 }
 
 // waitUntil polls cond until it holds, for setUpTimeout at most.
@@ -500,15 +481,6 @@ func (w *walker) endpoints() ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-func setLimits(ns *testbed.Namespace, subflows, accepted uint32) error {
-	c, err := mptcp.Dial(&mptcp.Config{NetNS: ns.FD()})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.SetLimits(mptcp.Limits{Subflows: &subflows, AddAddrAccepted: &accepted})
 }
 
 // sleep waits d, or less when ctx ends.

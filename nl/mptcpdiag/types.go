@@ -33,6 +33,17 @@ type Connection struct {
 // Listening reports whether c is a listener rather than a connection.
 func (c *Connection) Listening() bool { return c.State == StateListen }
 
+// Established counts c's subflows in TCP state ESTABLISHED.
+func (c *Connection) Established() int {
+	n := 0
+	for _, s := range c.Subflows {
+		if s.State == StateEstablished {
+			n++
+		}
+	}
+	return n
+}
+
 // Info is struct mptcp_info (include/uapi/linux/mptcp.h). The kernel
 // grows it at the end: fields past Size bytes were not sent (an older
 // kernel) and are zero. The comments name the kernel's newer aliases.
