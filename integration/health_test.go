@@ -14,15 +14,30 @@ import (
 
 // TestDaemonPathHealth: on the roaming testbed, wlan0's path dies
 // silently under an interactive flow (its link stays up, nothing comes
-// back). Our daemon withdraws wlan0's endpoint, the flow goes on over
-// wwan0, and once the path forwards again the endpoint comes back on
-// probation, a new subflow joins over wlan0 and proves it healthy. The
-// stall itself is BenchmarkRoaming's to measure.
+// back). Our daemon takes wlan0 out: in the in-kernel mode it withdraws
+// wlan0's endpoint, in the userspace one the roaming plugin closes the
+// subflow. The flow goes on over wwan0, and once the path forwards again
+// wlan0 comes back on probation, a new subflow joins over it and proves
+// it healthy. The stall itself is BenchmarkRoaming's to measure.
 func TestDaemonPathHealth(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"in-kernel", nil},
+		{"userspace", []string{"--path-manager=roaming", "--set-path-manager"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) { testPathHealth(t, mode.args...) })
+	}
+}
+
+func testPathHealth(t *testing.T, args ...string) {
+	inKernel := len(args) == 0
 	bed := twoLinks(t, 20e6)
-	setLimits(t, bed.Server, 8, 8)
-	d := startLaptopMptcpd(t, bed)
-	waitLaptopEndpoints(t, bed)
+	if err := bed.Server.SetLimits(8, 8); err != nil {
+		t.Fatal(err)
+	}
+	d := startLaptopMptcpd(t, bed, args...)
 	wlan := bed.Link("wlan0")
 	client, err := mptcp.Dial(&mptcp.Config{NetNS: bed.Laptop.FD()})
 	if err != nil {
@@ -34,6 +49,13 @@ func TestDaemonPathHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer diag.Close()
+	if inKernel {
+		waitLaptopEndpoints(t, bed)
+	} else {
+		if !waitFor(startTimeout, func() bool { return strings.Contains(d.stderr.String(), `msg="mptcpd started"`) }) {
+			t.Fatalf("mptcpd not started after %v:\n%s", startTimeout, d.stderr.String())
+		}
+	}
 	hasEndpoint := func(a netip.Addr) bool {
 		eps, err := client.Endpoints()
 		if err != nil {
@@ -43,22 +65,43 @@ func TestDaemonPathHealth(t *testing.T) {
 	}
 
 	flow := startFlow(t, bed.Interactive, testbed.FlowConfig{})
-	waitFlowSubflows(t, bed, diag, []*testbed.Flow{flow}, 2)
+	flows := []*testbed.Flow{flow}
+	waitFlowSubflows(t, bed, diag, flows, 2)
+	// subflowsFrom counts the flow's subflows from a, in any state.
+	subflowsFrom := func(a netip.Addr) int {
+		conns, err := diag.Connections()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if c := flow.Connection(conns); c != nil {
+			for _, s := range c.Subflows {
+				if s.Local.Addr().Unmap() == a {
+					n++
+				}
+			}
+		}
+		return n
+	}
 	time.Sleep(time.Second)
 
 	if err := wlan.Blackhole(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(5*time.Second, func() bool { return !hasEndpoint(wlan.Addr()) }) {
-		t.Fatalf("wlan0's endpoint still there 5 s after its path died\nmptcpd:\n%s", d.stderr.String())
+	// Gone, not left closing: the stranded subflow is aborted too.
+	if !waitFor(5*time.Second, func() bool { return subflowsFrom(wlan.Addr()) == 0 }) {
+		t.Fatalf("the flow still has %d subflows from wlan0 5 s after its path died\nmptcpd:\n%s", subflowsFrom(wlan.Addr()), d.stderr.String())
 	}
 	if log := d.stderr.String(); !strings.Contains(log, `msg="path failed, its endpoints withdrawn" link=wlan0 why="no ACK for`) {
 		t.Errorf("no failure logged for wlan0:\n%s", log)
 	}
+	if inKernel && hasEndpoint(wlan.Addr()) {
+		t.Error("wlan0 failed, and its endpoint is still there")
+	}
 	// The flow goes on without wlan0.
 	got := flow.Received()
 	if !waitFor(2*time.Second, func() bool { return flow.Received() > got }) {
-		t.Fatalf("nothing received in 2 s after wlan0's endpoint went\n%s", mptcpCounters(t, bed))
+		t.Fatalf("nothing received in 2 s after wlan0 went\n%s", mptcpCounters(t, bed))
 	}
 
 	if err := wlan.Forward(); err != nil {
@@ -67,10 +110,10 @@ func TestDaemonPathHealth(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(d.stderr.String(), `msg="path healthy again" link=wlan0`) }) {
 		t.Fatalf("wlan0 not healthy again 10 s after it forwards again\nmptcpd:\n%s", d.stderr.String())
 	}
-	if !hasEndpoint(wlan.Addr()) {
+	if inKernel && !hasEndpoint(wlan.Addr()) {
 		t.Error("wlan0 healthy, and its endpoint missing")
 	}
-	waitFlowSubflows(t, bed, diag, []*testbed.Flow{flow}, 2)
+	waitFlowSubflows(t, bed, diag, flows, 2)
 	mustSurvive(t, "interactive", flow)
 	if log := d.stderr.String(); strings.Count(log, "path failed") > 2 {
 		t.Errorf("wlan0 failed more than twice (one failure, at most one lost probe):\n%s", log)

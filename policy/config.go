@@ -54,7 +54,7 @@ type Config struct {
 	// MetricsListen is the address (IP:port, or :port for all) of the
 	// daemon's Prometheus endpoint; "" for none.
 	MetricsListen string
-	// PathHealth is how often the in-kernel mode samples its subflows to
+	// PathHealth is how often the daemon samples its subflows to
 	// find paths that stopped delivering (pm/health); 0 turns it off.
 	PathHealth time.Duration
 	// OutageHold is how long the in-kernel mode waits, after an outage

@@ -96,9 +96,6 @@ func Run(ctx context.Context, opts Options) error {
 		e.kernel, e.store = &kernelView{Kernel: client}, store
 		e.rec = pm.NewReconciler(e.kernel, store, log)
 		started = append(started, "state", store.Path())
-		if e.health, err = startHealth(monCtx, s.conf.PathHealth, log); err != nil {
-			return err
-		}
 		if e.outage, err = startOutageWatch(s.conf.OutageHold, e.rec, log); err != nil {
 			return err
 		}
@@ -113,6 +110,9 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}()
 		started = append(started, "plugin", s.conf.PathManager)
+	}
+	if e.health, err = startHealth(monCtx, s.conf.PathHealth, log); err != nil {
+		return err
 	}
 	if e.stranded, err = startStrandedSweep(log); err != nil {
 		return err
@@ -173,7 +173,7 @@ type engine struct {
 	user     *userspaceMode // the userspace mode; nil in the in-kernel one
 	ctl      *controlPlane  // the control socket; nil in tests that need none
 	metrics  *metrics       // the Prometheus endpoint's; nil without metrics-listen
-	health   *healthWatch   // the in-kernel mode's path health; nil when off
+	health   *healthWatch   // path health; nil when off
 	outage   *outageWatch   // the in-kernel mode's endpoints kept through an outage; nil when off
 	stranded *strandedSweep // aborts subflows stranded on dead paths; nil when the kernel cannot
 	// forgetNeighbours deletes a link's unresolved neighbour entries

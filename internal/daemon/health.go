@@ -15,11 +15,13 @@ import (
 	"github.com/mptcpd-go/mptcpd/policy"
 )
 
-// healthWatch is the in-kernel mode's path health (pm/health): a sampler
-// goroutine lists the subflows every period while there is a choice of
-// paths, and the engine loop feeds each sample to the tracker and takes
-// the failed paths' links out of the network it reconciles, so that their
-// endpoints, and with them their subflows, go.
+// healthWatch is path health (pm/health): a sampler goroutine lists the
+// subflows every period while there is a choice of paths, and the engine
+// loop feeds each sample to the tracker and takes the failed paths' links
+// out of the network it works with, so that their endpoints, and with
+// them their subflows, go in the in-kernel mode, and the plugin closes
+// their subflows in the userspace one (a link that is not usable has its
+// addresses reported removed).
 type healthWatch struct {
 	tracker *health.Tracker
 	samples chan healthSample
