@@ -70,7 +70,7 @@ func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period
 			wait.Reset(period)
 			continue
 		}
-		conns, err := diag.Connections()
+		conns, err := diag.ConnectionsIn(health.SubflowStates())
 		// A subflow about to be judged is looked at again when it can be
 		// (last_ack_recv counts in jiffies: a few ms late, not early).
 		next := period

@@ -311,6 +311,13 @@ func (t *Tracker) gather(now time.Time, conns []mptcpdiag.Connection) map[int]ev
 	return ev
 }
 
+// SubflowStates are the TCP states of the subflows the tracker reads: a
+// sampler dumps only those, which leaves out a busy host's TIME_WAIT and
+// closing sockets.
+func SubflowStates() mptcpdiag.States {
+	return mptcpdiag.StatesOf(mptcpdiag.StateEstablished, mptcpdiag.StateSynSent)
+}
+
 type subflowJudgement uint8
 
 const (

@@ -289,3 +289,16 @@ func TestDue(t *testing.T) {
 		})
 	}
 }
+
+// The sampler's dump filter keeps every state judge reads.
+func TestSubflowStates(t *testing.T) {
+	s := SubflowStates()
+	for _, st := range []mptcpdiag.State{mptcpdiag.StateEstablished, mptcpdiag.StateSynSent} {
+		if !s.Has(st) {
+			t.Errorf("SubflowStates leaves out %v", st)
+		}
+	}
+	if s.Has(mptcpdiag.StateTimeWait) || s.Has(mptcpdiag.StateFinWait1) {
+		t.Errorf("SubflowStates %#x dumps closed subflows", uint32(s))
+	}
+}
