@@ -213,11 +213,7 @@ func TestControlExplain(t *testing.T) {
 	r.e.settings.policyWhy, r.e.settings.configPath = "given with --policy", "/etc/mptcpd/mptcpd.conf"
 	c := r.serve(t)
 	l := r.run(t, nil)
-	l.events <- link(2, "test0")
-	l.events <- link(3, "other0")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
-	l.events <- netmon.Synced{}
+	l.twoLinks("other0")
 	waitStatus(t, c, "first pass", func(st control.Status) bool { return len(st.Endpoints) == 1 && st.Endpoints[0].Kernel == "present" })
 	x, err := c.Explain()
 	if err != nil {
@@ -319,11 +315,7 @@ func TestControlUserspace(t *testing.T) {
 	w := watchEvents(t, r.e.ctl)
 
 	l := r.run(t, nil)
-	l.events <- link(2, "test0")
-	l.events <- link(3, "test1")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
-	l.events <- netmon.Synced{}
+	l.twoLinks("test1")
 	waitStatus(t, c, "first pass", func(st control.Status) bool { return len(st.Endpoints) == 2 })
 	local, remote := netip.MustParseAddrPort("192.0.2.1:40000"), netip.MustParseAddrPort("203.0.113.1:443")
 	k.Inject(userspacetest.OpenEvents(0x7ab06eec, local, remote, false)...)

@@ -113,6 +113,16 @@ func addr(op netmon.Op, index int, prefix string) netmon.Event {
 		Scope: netmon.ScopeUniverse, PreferredLifetime: netmon.Forever, ValidLifetime: netmon.Forever}}
 }
 
+// twoLinks feeds the events of a namespace with test0 (index 2,
+// 192.0.2.1) and second (index 3, 198.51.100.1), then Synced.
+func (l *running) twoLinks(second string) {
+	l.events <- link(2, "test0")
+	l.events <- link(3, second)
+	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
+	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
+	l.events <- netmon.Synced{}
+}
+
 // running is a loop in a goroutine, fed through events and hup.
 type running struct {
 	events chan netmon.Event

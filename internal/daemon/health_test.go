@@ -46,11 +46,7 @@ func TestEngineHealth(t *testing.T) {
 	l := r.run(t, nil)
 	w := watchEvents(t, r.e.ctl)
 
-	l.events <- link(2, "test0")
-	l.events <- link(3, "test1")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
-	l.events <- netmon.Synced{}
+	l.twoLinks("test1")
 	r.waitFor(t, "both endpoints", hasAddrs("192.0.2.1/subflow", "198.51.100.1/subflow"))
 	if !r.e.health.wanted.Load() {
 		t.Fatal("two paths, and the sampler is not asked to sample")

@@ -151,11 +151,7 @@ func TestMetricsUserspace(t *testing.T) {
 	m := r.withMetrics(nil)
 	l := r.run(t, nil)
 
-	l.events <- link(2, "test0")
-	l.events <- link(3, "test1")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
-	l.events <- netmon.Synced{}
+	l.twoLinks("test1")
 	waitScrape(t, m, `mptcpd_endpoints{flags="subflow",interface="test1"} 1`)
 	// sspi opens a subflow from test1; the fake kernel establishes it.
 	k.Inject(userspacetest.OpenEvents(0x7ab06eec, netip.MustParseAddrPort("192.0.2.1:40000"), netip.MustParseAddrPort("203.0.113.1:443"), false)...)

@@ -73,11 +73,7 @@ func TestEngineAbortsStrandedSubflows(t *testing.T) {
 	}}}
 	r.e.stranded = newStrandedSweep(socks.list, socks.destroy, func() error { return nil }, slog.New(slog.DiscardHandler))
 	l := r.run(t, nil)
-	l.events <- link(2, "test0")
-	l.events <- link(3, "test1")
-	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")
-	l.events <- addr(netmon.OpNew, 3, "198.51.100.1/24")
-	l.events <- netmon.Synced{}
+	l.twoLinks("test1")
 	r.waitFor(t, "at start", hasAddrs("192.0.2.1/subflow", "198.51.100.1/subflow"))
 	if filters, _ := socks.seen(); len(filters) != 0 {
 		t.Fatalf("swept %d times with no path lost", len(filters))
