@@ -87,6 +87,18 @@ func Run(ctx context.Context, opts Options) error {
 		ctl:    ctl,
 	}
 	started := []any{"version", opts.Version, "config", s.conf.Source, "policy", s.policy.Source, "socket", ctl.srv.Path()}
+	// One sock_diag client for the loop's own listings: the outage
+	// watch's and the stranded sweep's. Path health samples on its own
+	// goroutine, with its own.
+	diag, err := dialDiag(log)
+	if err != nil {
+		return err
+	}
+	if diag != nil {
+		defer diag.Close()
+		e.stranded = newStrandedSweep(diag.ConnectionsIn, diag.Destroy, log)
+		defer e.stranded.stop()
+	}
 	if s.conf.InKernelPM() {
 		store, err := openStore(s.conf.StateDir, log)
 		if err != nil {
@@ -96,9 +108,7 @@ func Run(ctx context.Context, opts Options) error {
 		e.kernel, e.store = &kernelView{Kernel: client}, store
 		e.rec = pm.NewReconciler(e.kernel, store, log)
 		started = append(started, "state", store.Path())
-		if e.outage, err = startOutageWatch(s.conf.OutageHold, e.rec, log); err != nil {
-			return err
-		}
+		e.outage = startOutageWatch(s.conf.OutageHold, e.rec, diag)
 		defer e.outage.stop()
 	} else {
 		if e.user, err = startUserspace(client, s.conf, s.policy, opts.EventBuffer, ctl, log); err != nil {
@@ -114,10 +124,6 @@ func Run(ctx context.Context, opts Options) error {
 	if e.health, err = startHealth(monCtx, s.conf.PathHealth, log); err != nil {
 		return err
 	}
-	if e.stranded, err = startStrandedSweep(log); err != nil {
-		return err
-	}
-	defer e.stranded.stop()
 	forgetter, err := neigh.New(0)
 	if err != nil {
 		return err

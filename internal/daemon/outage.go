@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/mptcpd-go/mptcpd/nl/mptcp"
@@ -17,8 +15,7 @@ import (
 // connection that ends lets them go).
 type outageWatch struct {
 	list  func() ([]mptcpdiag.Connection, error) // the kernel's connections
-	close func() error
-	grace time.Duration // outage-hold: the longest wait for new subflows
+	grace time.Duration                          // outage-hold: the longest wait for new subflows
 	timer *time.Timer
 
 	kept, inDoubt []mptcp.Endpoint // the last pass's
@@ -32,37 +29,28 @@ const (
 )
 
 // startOutageWatch turns keeping on in rec; nil when grace is 0
-// (outage-hold=off) or the kernel cannot list connections, without which
-// kept endpoints could outlive every connection that needed them.
-func startOutageWatch(grace time.Duration, rec *pm.Reconciler, log *slog.Logger) (*outageWatch, error) {
-	if grace <= 0 {
-		return nil, nil
+// (outage-hold=off) or there is no diag (dialDiag), without which kept
+// endpoints could outlive every connection that needed them.
+func startOutageWatch(grace time.Duration, rec *pm.Reconciler, diag *mptcpdiag.Client) *outageWatch {
+	if grace <= 0 || diag == nil {
+		return nil
 	}
-	diag, err := mptcpdiag.Dial(nil)
-	if errors.Is(err, mptcp.ErrNotSupported) {
-		log.Warn("endpoints are not kept through outages: the kernel cannot list MPTCP connections", "err", err)
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return newOutageWatch(grace, rec, diag.Connections, diag.Close), nil
+	return newOutageWatch(grace, rec, diag.Connections)
 }
 
-func newOutageWatch(grace time.Duration, rec *pm.Reconciler, list func() ([]mptcpdiag.Connection, error), close func() error) *outageWatch {
+func newOutageWatch(grace time.Duration, rec *pm.Reconciler, list func() ([]mptcpdiag.Connection, error)) *outageWatch {
 	rec.KeepThroughOutage(func() (pm.ConnUse, error) {
 		conns, err := list()
 		return pm.ConnUseOf(conns), err
 	})
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &outageWatch{list: list, close: close, grace: grace, timer: t}
+	return &outageWatch{list: list, grace: grace, timer: t}
 }
 
 func (o *outageWatch) stop() {
 	if o != nil {
 		o.timer.Stop()
-		_ = o.close()
 	}
 }
 

@@ -47,7 +47,7 @@ func startOutageRig(t *testing.T, grace time.Duration) (*engineRig, *running, *f
 	r := newEngineRig(t, testSettings(t, subflowPolicy))
 	conns := &fakeConns{}
 	conns.set(connFrom("192.0.2.1"))
-	r.e.outage = newOutageWatch(grace, r.e.rec, conns.list, func() error { return nil })
+	r.e.outage = newOutageWatch(grace, r.e.rec, conns.list)
 	l := r.run(t, nil)
 	l.events <- link(2, "test0")
 	l.events <- addr(netmon.OpNew, 2, "192.0.2.1/24")

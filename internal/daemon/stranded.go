@@ -18,7 +18,6 @@ import (
 type strandedSweep struct {
 	list    func(mptcpdiag.States) ([]mptcpdiag.Connection, error)
 	destroy func(mptcpdiag.Subflow) error
-	close   func() error
 	log     *slog.Logger
 	timer   *time.Timer
 	n       pm.Network // the last pass's
@@ -28,30 +27,27 @@ type strandedSweep struct {
 
 var strandedAgain = []time.Duration{250 * time.Millisecond, 2 * time.Second}
 
-// startStrandedSweep is nil when the kernel cannot list connections:
-// stranded subflows then linger as they do without a daemon.
-func startStrandedSweep(log *slog.Logger) (*strandedSweep, error) {
+// dialDiag opens the sock_diag client the loop lists connections with;
+// nil, with a warning, where the system has none: endpoints are then not
+// kept through outages, and stranded subflows are left to time out.
+func dialDiag(log *slog.Logger) (*mptcpdiag.Client, error) {
 	diag, err := mptcpdiag.Dial(nil)
 	if errors.Is(err, mptcp.ErrNotSupported) {
-		log.Warn("subflows stranded on dead paths are left to time out: the kernel cannot list MPTCP connections", "err", err)
+		log.Warn("MPTCP connections cannot be listed: no outage keeping, no stranded subflow sweep", "err", err)
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return newStrandedSweep(diag.ConnectionsIn, diag.Destroy, diag.Close, log), nil
+	return diag, err
 }
 
-func newStrandedSweep(list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), destroy func(mptcpdiag.Subflow) error, close func() error, log *slog.Logger) *strandedSweep {
+func newStrandedSweep(list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), destroy func(mptcpdiag.Subflow) error, log *slog.Logger) *strandedSweep {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &strandedSweep{list: list, destroy: destroy, close: close, log: log, timer: t, again: len(strandedAgain)}
+	return &strandedSweep{list: list, destroy: destroy, log: log, timer: t, again: len(strandedAgain)}
 }
 
 func (s *strandedSweep) stop() {
 	if s != nil {
 		s.timer.Stop()
-		_ = s.close()
 	}
 }
 
@@ -86,12 +82,20 @@ func (s *strandedSweep) followUp() {
 	}
 }
 
+// off turns the sweep off for good, on a kernel that cannot do it.
+func (s *strandedSweep) off() {
+	s.list = func(mptcpdiag.States) ([]mptcpdiag.Connection, error) { return nil, nil }
+}
+
 // sweep aborts what is stranded now. A kernel that cannot abort sockets
 // turns the sweep off.
 func (s *strandedSweep) sweep() {
 	conns, err := s.list(pm.ClosingStates())
 	if err != nil {
 		s.log.Warn("listing connections for stranded subflows", "err", err)
+		if errors.Is(err, mptcp.ErrNotSupported) {
+			s.off()
+		}
 		return
 	}
 	n := 0
@@ -99,7 +103,7 @@ func (s *strandedSweep) sweep() {
 		err := s.destroy(sf)
 		if errors.Is(err, mptcp.ErrNotSupported) {
 			s.log.Warn("subflows stranded on dead paths are left to time out", "err", err)
-			s.list = func(mptcpdiag.States) ([]mptcpdiag.Connection, error) { return nil, nil }
+			s.off()
 			return
 		}
 		if err != nil {

@@ -71,7 +71,7 @@ func TestEngineAbortsStrandedSubflows(t *testing.T) {
 		sf("192.0.2.1:1001", mptcpdiag.StateEstablished),
 		sf("198.51.100.1:1002", mptcpdiag.StateFinWait1),
 	}}}
-	r.e.stranded = newStrandedSweep(socks.list, socks.destroy, func() error { return nil }, slog.New(slog.DiscardHandler))
+	r.e.stranded = newStrandedSweep(socks.list, socks.destroy, slog.New(slog.DiscardHandler))
 	l := r.run(t, nil)
 	l.twoLinks("test1")
 	r.waitFor(t, "at start", hasAddrs("192.0.2.1/subflow", "198.51.100.1/subflow"))
