@@ -146,7 +146,7 @@ func startMetrics(addr, version string, ctl *controlPlane, inKernel bool, log *s
 		if diag, err = mptcpdiag.Dial(nil); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
-		lister = diag
+		lister = connectionsIn{diag}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -35,7 +35,7 @@ func startOutageWatch(grace time.Duration, rec *pm.Reconciler, diag *mptcpdiag.C
 	if grace <= 0 || diag == nil {
 		return nil
 	}
-	return newOutageWatch(grace, rec, diag.Connections)
+	return newOutageWatch(grace, rec, connectionsIn{diag}.Connections)
 }
 
 func newOutageWatch(grace time.Duration, rec *pm.Reconciler, list func() ([]mptcpdiag.Connection, error)) *outageWatch {

@@ -39,6 +39,15 @@ func dialDiag(log *slog.Logger) (*mptcpdiag.Client, error) {
 	return diag, err
 }
 
+// connectionsIn is a Lister of the connections without the listeners,
+// which none of the daemon's periodic users needs and which cost a walk
+// of the kernel's listening hash (mptcpdiag.ConnectionsIn).
+type connectionsIn struct{ *mptcpdiag.Client }
+
+func (c connectionsIn) Connections() ([]mptcpdiag.Connection, error) {
+	return c.ConnectionsIn(mptcpdiag.AllStates)
+}
+
 func newStrandedSweep(list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), destroy func(mptcpdiag.Subflow) error, log *slog.Logger) *strandedSweep {
 	t := time.NewTimer(time.Hour)
 	t.Stop()

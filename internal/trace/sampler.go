@@ -244,7 +244,7 @@ func (s *Sampler) round(at time.Time) Round {
 				RxBytes: st.RxBytes, TxBytes: st.TxBytes, RxPackets: st.RxPackets, TxPackets: st.TxPackets})
 		}
 	}
-	conns, err := s.diag.Connections()
+	conns, err := s.diag.ConnectionsIn(mptcpdiag.AllStates) // no listeners: a sample each period
 	if err != nil {
 		s.log.Warn("trace: listing MPTCP connections", "err", err)
 	}

@@ -46,14 +46,29 @@ func requestKey(t *testing.T, req netlink.Message) dumpKey {
 	return k
 }
 
+// dumpRequest is a dump asked for, with the states it asked for.
+type dumpRequest struct {
+	dumpKey
+	states States
+}
+
+// keys drops the states of asked.
+func keys(asked []dumpRequest) []dumpKey {
+	var ks []dumpKey
+	for _, a := range asked {
+		ks = append(ks, a.dumpKey)
+	}
+	return ks
+}
+
 // testDiagClient serves each dump from replies (no entry: an empty dump)
 // and records the dumps asked for.
-func testDiagClient(t *testing.T, replies map[dumpKey][][]byte, errs map[dumpKey]syscall.Errno, asked *[]dumpKey) *Client {
+func testDiagClient(t *testing.T, replies map[dumpKey][][]byte, errs map[dumpKey]syscall.Errno, asked *[]dumpRequest) *Client {
 	t.Helper()
 	conn := nltest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) {
 		req := reqs[0]
 		k := requestKey(t, req)
-		*asked = append(*asked, k)
+		*asked = append(*asked, dumpRequest{k, States(binary.NativeEndian.Uint32(req.Data[4:8]))})
 		// Replies carry the request's sequence number, as the kernel's.
 		h := netlink.Header{Sequence: req.Header.Sequence, PID: req.Header.PID}
 		if errno, ok := errs[k]; ok {
@@ -78,7 +93,7 @@ func TestClientConnections(t *testing.T) {
 	inet, inet6 := dumpKey{AF_INET, mptcp.IPPROTO_MPTCP}, dumpKey{AF_INET6, mptcp.IPPROTO_MPTCP}
 	tcp4, tcp6 := dumpKey{AF_INET, IPPROTO_TCP}, dumpKey{AF_INET6, IPPROTO_TCP}
 	plainTCP := testSock{family: AF_INET6, state: StateEstablished, local: "[2001:db8::1]:22", remote: "[2001:db8::2]:40000"}.encode(t)
-	var asked []dumpKey
+	var asked []dumpRequest
 	c := testDiagClient(t, map[dumpKey][][]byte{
 		inet: {capturedConnection},
 		tcp4: {capturedJoin, capturedInitial},
@@ -88,7 +103,8 @@ func TestClientConnections(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Connections: %v", err)
 	}
-	if diff := cmp.Diff([]dumpKey{inet, inet6, tcp4, tcp6}, asked, cmp.AllowUnexported(dumpKey{})); diff != "" {
+	// An AF_INET connection has no IPv6 subflows to look for.
+	if diff := cmp.Diff([]dumpKey{inet, inet6, tcp4}, keys(asked), cmp.AllowUnexported(dumpKey{})); diff != "" {
 		t.Errorf("unexpected dumps (-want +got):\n%s", diff)
 	}
 	if len(conns) != 1 || len(conns[0].Subflows) != 2 {
@@ -99,19 +115,58 @@ func TestClientConnections(t *testing.T) {
 	}
 }
 
-func TestClientErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		errs map[dumpKey]syscall.Errno
-		is   error
+// TestClientConnectionsIn checks that a narrow listing asks the kernel
+// for no listeners and only the TCP dumps its connections need.
+func TestClientConnectionsIn(t *testing.T) {
+	inet, inet6 := dumpKey{AF_INET, mptcp.IPPROTO_MPTCP}, dumpKey{AF_INET6, mptcp.IPPROTO_MPTCP}
+	tcp4, tcp6 := dumpKey{AF_INET, IPPROTO_TCP}, dumpKey{AF_INET6, IPPROTO_TCP}
+	listener := testSock{family: AF_INET6, state: StateListen, local: "[::]:22"}.encode(t)
+	conn6 := testSock{family: AF_INET6, state: StateEstablished, local: "[::ffff:10.0.0.1]:40000", remote: "[::ffff:10.0.0.2]:80"}.encode(t)
+	subflows := AllStates &^ StatesOf(StateListen)
+	for _, tt := range []struct {
+		name    string
+		replies map[dumpKey][][]byte
+		want    []dumpKey
 	}{
-		{"no mptcp_diag", map[dumpKey]syscall.Errno{{AF_INET, mptcp.IPPROTO_MPTCP}: syscall.ENOENT}, mptcp.ErrNotSupported},
-		{"no permission", map[dumpKey]syscall.Errno{{AF_INET6, IPPROTO_TCP}: syscall.EPERM}, os.ErrPermission},
+		// A listener is not asked for, and would not need subflows.
+		{"no connections", map[dumpKey][][]byte{inet6: {listener}}, []dumpKey{inet, inet6}},
+		{"an IPv4 connection", map[dumpKey][][]byte{inet: {capturedConnection}}, []dumpKey{inet, inet6, tcp4}},
+		// An AF_INET6 connection may have subflows of either family.
+		{"an IPv6 connection", map[dumpKey][][]byte{inet6: {conn6}}, []dumpKey{inet, inet6, tcp4, tcp6}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var asked []dumpRequest
+			if _, err := testDiagClient(t, tt.replies, nil, &asked).ConnectionsIn(AllStates); err != nil {
+				t.Fatalf("ConnectionsIn: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, keys(asked), cmp.AllowUnexported(dumpKey{})); diff != "" {
+				t.Errorf("unexpected dumps (-want +got):\n%s", diff)
+			}
+			for _, a := range asked {
+				if a.states != subflows {
+					t.Errorf("%+v asked for states %#x, want all but LISTEN (%#x)", a.dumpKey, a.states, subflows)
+				}
+			}
+		})
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	v6 := map[dumpKey][][]byte{{AF_INET6, mptcp.IPPROTO_MPTCP}: {testSock{family: AF_INET6, state: StateEstablished,
+		local: "[2001:db8::1]:40000", remote: "[2001:db8::2]:80"}.encode(t)}}
+	tests := []struct {
+		name    string
+		replies map[dumpKey][][]byte
+		errs    map[dumpKey]syscall.Errno
+		is      error
+	}{
+		{"no mptcp_diag", nil, map[dumpKey]syscall.Errno{{AF_INET, mptcp.IPPROTO_MPTCP}: syscall.ENOENT}, mptcp.ErrNotSupported},
+		{"no permission", v6, map[dumpKey]syscall.Errno{{AF_INET6, IPPROTO_TCP}: syscall.EPERM}, os.ErrPermission},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var asked []dumpKey
-			_, err := testDiagClient(t, nil, tt.errs, &asked).Connections()
+			var asked []dumpRequest
+			_, err := testDiagClient(t, tt.replies, tt.errs, &asked).Connections()
 			if !errors.Is(err, tt.is) {
 				t.Errorf("error %v, want one that Is %v", err, tt.is)
 			}
@@ -124,7 +179,7 @@ func TestClientErrors(t *testing.T) {
 }
 
 func TestClientClosed(t *testing.T) {
-	var asked []dumpKey
+	var asked []dumpRequest
 	c := testDiagClient(t, nil, nil, &asked)
 	for range 2 {
 		if err := c.Close(); err != nil {

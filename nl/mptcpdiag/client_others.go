@@ -18,7 +18,7 @@ func newClient(*Config) (*client, error) {
 
 func (*client) Close() error { return nil }
 
-func (*client) connections(States) ([]Connection, error) {
+func (*client) connections(bool, States) ([]Connection, error) {
 	return nil, fmt.Errorf("mptcpdiag: not supported on %s: %w", runtime.GOOS, mptcp.ErrNotSupported)
 }
 

@@ -317,6 +317,14 @@ func TestKernelConnections(t *testing.T) {
 	if listeners != 1 {
 		t.Errorf("%d listeners in the server namespace, want 1", listeners)
 	}
+	// ConnectionsIn leaves the listener out, and keeps the subflows.
+	conns, err = sc.ConnectionsIn(AllStates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != 1 || conns[0].Listening() || conns[0].Info.Token != serverTok || len(conns[0].Subflows) != 2 {
+		t.Errorf("ConnectionsIn(all) in the server: %+v, want only the connection (token %v) and its 2 subflows", conns, serverTok)
+	}
 }
 
 // TestKernelDestroy aborts the join subflow of a live connection: the

@@ -354,6 +354,39 @@ func parseDump[T any](msgs []netlink.Message, parse func([]byte) (T, error)) ([]
 	return out, nil
 }
 
+// family is an address family to dump, and its name for errors.
+type family struct {
+	af   uint8
+	name string
+}
+
+var families = []family{{AF_INET, "inet"}, {AF_INET6, "inet6"}}
+
+// subflowFamilies are the address families whose TCP sockets may hold
+// subflows of conns: a TCP dump walks the kernel's whole established hash
+// (about 0.2 ms on this machine, with or without sockets), so it is
+// skipped for a family without connections that could use it. An
+// AF_INET connection's subflows are all AF_INET (the kernel joins only
+// addresses of its family: mptcp_pm_addr_families_match); an AF_INET6
+// one may also have IPv4 subflows.
+func subflowFamilies(conns []Connection) []family {
+	var v4, v6 bool
+	for i := range conns {
+		if conns[i].Listening() {
+			continue
+		}
+		v4 = true
+		v6 = v6 || conns[i].Family == AF_INET6
+	}
+	switch {
+	case v6:
+		return families
+	case v4:
+		return families[:1]
+	}
+	return nil
+}
+
 // join gives each connection the subflows whose local token is its token,
 // and sorts both. Subflows of no connection (one that closed between the
 // two dumps, or opened after the first) are dropped; so are connections'
