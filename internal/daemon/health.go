@@ -28,7 +28,11 @@ type healthWatch struct {
 	// wanted tells the sampler whether a sample can change anything: two
 	// or more paths, or one not healthy. The loop sets it after each pass.
 	wanted atomic.Bool
-	log    *slog.Logger
+	// wake rouses an idle sampler when samples are wanted again: it waits
+	// on this rather than on its timer, so that a daemon with one path
+	// does not wake every period for nothing.
+	wake chan struct{}
+	log  *slog.Logger
 }
 
 // dueSlack covers the tick of the kernel's clock (4 ms at HZ=250) in a
@@ -51,13 +55,21 @@ func startHealth(ctx context.Context, period time.Duration, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	h := &healthWatch{tracker: health.NewTracker(health.Config{}), samples: make(chan healthSample, 1), log: log}
-	go h.sample(ctx, diag, period)
+	h := newHealthWatch(health.Config{}, log)
+	go func() {
+		defer diag.Close()
+		h.sample(ctx, diag.ConnectionsIn, period)
+	}()
 	return h, nil
 }
 
-func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period time.Duration) {
-	defer diag.Close()
+func newHealthWatch(cfg health.Config, log *slog.Logger) *healthWatch {
+	return &healthWatch{tracker: health.NewTracker(cfg), samples: make(chan healthSample, 1), wake: make(chan struct{}, 1), log: log}
+}
+
+// sample lists the subflows every period while samples are wanted, and
+// sleeps until woken while they are not.
+func (h *healthWatch) sample(ctx context.Context, list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), period time.Duration) {
 	wait := time.NewTimer(period)
 	defer wait.Stop()
 	for {
@@ -65,12 +77,12 @@ func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period
 		case <-ctx.Done():
 			return
 		case <-wait.C:
+		case <-h.wake: // wanted again: a sample at once
 		}
 		if !h.wanted.Load() {
-			wait.Reset(period)
-			continue
+			continue // the timer stays stopped until a wake
 		}
-		conns, err := diag.ConnectionsIn(health.SubflowStates())
+		conns, err := list(health.SubflowStates())
 		// A subflow about to be judged is looked at again when it can be
 		// (last_ack_recv counts in jiffies: a few ms late, not early).
 		next := period
@@ -85,6 +97,17 @@ func (h *healthWatch) sample(ctx context.Context, diag *mptcpdiag.Client, period
 		}
 		if errors.Is(err, mptcp.ErrNotSupported) {
 			return
+		}
+	}
+}
+
+// want tells the sampler whether samples are wanted, waking it when they
+// are again.
+func (h *healthWatch) want(on bool) {
+	if h.wanted.Swap(on) != on && on {
+		select {
+		case h.wake <- struct{}{}:
+		default: // a wake is pending already
 		}
 	}
 }
@@ -131,7 +154,7 @@ func (h *healthWatch) apply(n pm.Network, p *policy.Policy) pm.Network {
 	// The paths come from the network before health took any out, so a
 	// failed path stays tracked until it comes back.
 	failed := h.tracker.Track(time.Now(), pathsOf(pm.Desired(n, p, pm.MaxEndpoints)))
-	h.wanted.Store(h.tracker.Active())
+	h.want(h.tracker.Active())
 	if len(failed) == 0 {
 		return n
 	}

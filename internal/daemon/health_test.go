@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -18,7 +19,8 @@ import (
 // withHealth gives r's engine path health fed by hand: the test sends
 // the samples the sampler goroutine would.
 func (r *engineRig) withHealth(cfg health.Config) chan<- healthSample {
-	h := &healthWatch{tracker: health.NewTracker(cfg), samples: make(chan healthSample), log: slog.New(slog.DiscardHandler)}
+	h := newHealthWatch(cfg, slog.New(slog.DiscardHandler))
+	h.samples = make(chan healthSample)
 	r.e.health = h
 	return h.samples
 }
@@ -117,5 +119,47 @@ func TestEngineHealthOnePath(t *testing.T) {
 	samples <- healthSample{at: time.Now(), conns: dead} // the loop took the first
 	if eps := r.k.Endpoints(); len(eps) != 1 {
 		t.Fatalf("the only path's endpoint went: %v", eps)
+	}
+}
+
+// The sampler lists nothing while samples are not wanted, and lists at
+// once, not a period later, when they are wanted again.
+func TestHealthSamplerIdle(t *testing.T) {
+	h := newHealthWatch(health.Config{}, slog.New(slog.DiscardHandler))
+	lists := make(chan struct{}, 16)
+	list := func(mptcpdiag.States) ([]mptcpdiag.Connection, error) {
+		lists <- struct{}{}
+		return nil, nil
+	}
+	start := func(period time.Duration) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.sample(ctx, list, period)
+		}()
+		return func() {
+			cancel()
+			<-done
+		}
+	}
+	stop := start(10 * time.Millisecond)
+	select {
+	case <-lists:
+		t.Error("the sampler listed subflows while no sample was wanted")
+	case <-time.After(100 * time.Millisecond):
+	}
+	stop()
+
+	// A period of an hour: only the wake can make the next sample.
+	defer start(time.Hour)()
+	h.want(true)
+	select {
+	case <-lists:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no sample within 5 s of samples being wanted again")
+	}
+	if s := <-h.samples; s.err != nil {
+		t.Errorf("sample error %v", s.err)
 	}
 }
