@@ -42,8 +42,13 @@ const (
 	// whose second subflow is timed in each op.
 	envUserspaceSamples = "USERSPACE_BENCH_SAMPLES"
 
+	// envUserspaceBacklog is the number of connections opened while the
+	// daemon is stopped, whose second subflows time its own rate.
+	envUserspaceBacklog = "USERSPACE_BENCH_BACKLOG"
+
 	defaultUserspaceConns   = 2000
 	defaultUserspaceSamples = 200
+	defaultUserspaceBacklog = 2000
 )
 
 const (
@@ -465,8 +470,14 @@ type usResult struct {
 	// → the second subflow's SUB_ESTABLISHED. nil: no subflow came.
 	connect, est []time.Duration
 	missed       int // samples whose second subflow did not come
-	rss0, rss1   int64
-	cpuPerConn   time.Duration
+	// backlog connections were opened, then closed, while the daemon
+	// was stopped; opened and closed are how long it took, once resumed,
+	// to act on each (backlogRun).
+	backlog        int
+	opened, closed time.Duration
+	rss0, rss1     int64
+	rssHeld        int64 // with a backlog of connections open
+	cpuPerConn     time.Duration
 }
 
 // BenchmarkDaemonUserspace measures the userspace path manager mode with
@@ -488,6 +499,15 @@ type usResult struct {
 //     event is more precise than polling mptcp_diag, which costs a dump
 //     per poll and would compete with the daemon for the CPU; the
 //     listener's timestamps include its own wake-up (a few µs).
+//   - backlog: the daemon's own rate, which the throughput run cannot
+//     show because the clients share the two cores with it and alone
+//     make fewer connections per second than the target. The daemon is
+//     stopped (SIGSTOP) while USERSPACE_BENCH_BACKLOG (default 2000)
+//     connections open, echo and stay open; their events wait in its
+//     socket. The rate is connections per second from SIGCONT to the
+//     SUB_ESTABLISHED of the last one's second subflow, with the clients
+//     idle. Each connection costs the daemon two events read and one
+//     subflow opened, whose handshake the kernel runs in that request.
 //
 // A daemon that opens no second subflow in its first samples is reported
 // as such rather than waited for. The table also shows the daemon's CPU
@@ -495,11 +515,12 @@ type usResult struct {
 func BenchmarkDaemonUserspace(b *testing.B) {
 	conns := envCount(b, envUserspaceConns, defaultUserspaceConns)
 	samples := envCount(b, envUserspaceSamples, defaultUserspaceSamples)
+	backlog := envCount(b, envUserspaceBacklog, defaultUserspaceBacklog)
 	results := make([]usResult, len(usBenchDaemons))
 	for i, d := range usBenchDaemons {
 		results[i].name = d.name
 		b.Run(d.name, func(b *testing.B) {
-			results[i] = benchDaemonUserspace(b, d, conns, samples)
+			results[i] = benchDaemonUserspace(b, d, conns, samples, backlog)
 		})
 	}
 	printUserspaceTable(results)
@@ -518,7 +539,7 @@ func envCount(b *testing.B, name string, def int) int {
 	return n
 }
 
-func benchDaemonUserspace(b *testing.B, d usBenchDaemon, conns, samples int) usResult {
+func benchDaemonUserspace(b *testing.B, d usBenchDaemon, conns, samples, backlog int) usResult {
 	// No IPv6: DAD finishing mid-run would give the daemon unrelated work.
 	top := newUSTopology(b, 2, "net.ipv6.conf.default.disable_ipv6=1")
 	prepareChurn(b, top.client)
@@ -557,6 +578,16 @@ func benchDaemonUserspace(b *testing.B, d usBenchDaemon, conns, samples int) usR
 		wall, handled := tap.throughput(b, top.client, conns, opensSubflows)
 		r.wall, r.handled = r.wall+wall, r.handled+handled
 		r.events += tap.events.Load() - events0
+		if opensSubflows {
+			// Memory after the churn, before the backlog holds more.
+			var err error
+			if r.rss1, err = vmRSS(daemon.cmd.Process.Pid); err != nil {
+				b.Fatalf("%s: RSS: %v", d.name, err)
+			}
+			run := tap.backlog(b, top.client, daemon, backlog)
+			r.backlog, r.opened, r.closed = r.backlog+backlog, r.opened+run.opened, r.closed+run.closed
+			r.rssHeld = max(r.rssHeld, run.rssHeld)
+		}
 	}
 	if n := tap.dropped.Load(); n > 0 {
 		b.Fatalf("%d events of timed connections dropped: the queue of %d was full", n, tapQueue)
@@ -571,14 +602,19 @@ func benchDaemonUserspace(b *testing.B, d usBenchDaemon, conns, samples int) usR
 		if err != nil {
 			b.Fatalf("%s: CPU time: %v", d.name, err)
 		}
-		r.cpuPerConn = (cpu1 - cpu0) / time.Duration(r.conns+len(r.connect)+r.missed)
-		if r.rss1, err = vmRSS(daemon.cmd.Process.Pid); err != nil {
-			b.Fatalf("%s: RSS: %v", d.name, err)
+		r.cpuPerConn = (cpu1 - cpu0) / time.Duration(r.conns+len(r.connect)+r.missed+r.backlog)
+		if r.rss1 == 0 {
+			if r.rss1, err = vmRSS(daemon.cmd.Process.Pid); err != nil {
+				b.Fatalf("%s: RSS: %v", d.name, err)
+			}
 		}
 		b.ReportMetric(float64(r.rss1), "RSS-KiB")
 		b.ReportMetric(float64(r.cpuPerConn.Microseconds()), "CPU-us/conn")
 	}
 	b.ReportMetric(float64(r.conns)/r.span().Seconds(), "conns/s")
+	if r.backlog > 0 {
+		b.ReportMetric(float64(r.backlog)/(r.opened+r.closed).Seconds(), "backlog-conns/s")
+	}
 	if len(r.connect) > 0 {
 		s := summarize99(r.connect)
 		b.ReportMetric(float64(s.p50.Microseconds()), "subflow-p50-us")
@@ -782,6 +818,103 @@ func (p *pmTap) throughput(b *testing.B, ns *nstest.NS, conns int, awaitDaemon b
 	return wall, handled
 }
 
+// backlogRun is what one backlog run measured.
+type backlogRun struct {
+	// opened is the time from SIGCONT until the last held connection had
+	// its second subflow; closed the time from the second SIGCONT until
+	// the daemon had read every close (a connection opened after them
+	// got its second subflow).
+	opened, closed time.Duration
+	rssHeld        int64 // the daemon's RSS with the n connections open
+}
+
+// closeSettle lets the kernel queue the close events of the backlog
+// (FINs over the veth, SUB_CLOSED, CLOSED) before the daemon resumes.
+const closeSettle = 200 * time.Millisecond
+
+// backlog times the daemon on n connections whose events wait for it: it
+// stops the daemon, opens n connections and holds them, resumes it and
+// waits for every one's second subflow (their SUB_ESTABLISHED events);
+// then stops it again, closes them all, resumes it and waits until a
+// connection opened after them gets its second subflow, which the daemon
+// can open only after reading every earlier event.
+func (p *pmTap) backlog(b *testing.B, ns *nstest.NS, daemon *background, n int) backlogRun {
+	var stopped bool
+	signal := func(sig syscall.Signal) {
+		if err := daemon.cmd.Process.Signal(sig); err != nil {
+			b.Fatalf("%s: %v: %v", daemon.name, sig, err)
+		}
+		stopped = sig == syscall.SIGSTOP
+	}
+	defer func() {
+		if stopped {
+			signal(syscall.SIGCONT)
+		}
+	}()
+	held := make([]*net.TCPConn, 0, n)
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	var run backlogRun
+	err := netns.DoFD(ns.Handle().FD(), func() error {
+		signal(syscall.SIGSTOP)
+		for range n {
+			c, _, err := echoDial(dialAddr)
+			if err != nil {
+				return fmt.Errorf("%d connections open: %w", len(held), err)
+			}
+			held = append(held, c)
+		}
+		p.watch(true)
+		defer p.watch(false)
+		resumed := time.Now()
+		signal(syscall.SIGCONT)
+		subflows := make(map[mptcp.Token]bool, n)
+		for len(subflows) < n {
+			ev, ok := p.next(endpointTimeout, func(ev *timedEvent) bool { return ev.Type == mptcp.EventSubEstablished })
+			if !ok {
+				return fmt.Errorf("%d of %d connections got their second subflow within %v of SIGCONT, then none for %v",
+					len(subflows), n, time.Since(resumed).Round(time.Millisecond), endpointTimeout)
+			}
+			subflows[ev.Token] = true
+			run.opened = ev.at.Sub(resumed)
+		}
+		var err error
+		if run.rssHeld, err = vmRSS(daemon.cmd.Process.Pid); err != nil {
+			return err
+		}
+
+		signal(syscall.SIGSTOP)
+		for _, c := range held {
+			if err := c.Close(); err != nil {
+				return err
+			}
+		}
+		held = held[:0]
+		time.Sleep(closeSettle)
+		p.watch(true)
+		resumed = time.Now()
+		signal(syscall.SIGCONT)
+		c, _, err := echoDial(dialAddr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, sub, ok := p.secondSubflow(c, endpointTimeout)
+		if !ok {
+			return fmt.Errorf("the connection after %d closes got no second subflow within %v", n, endpointTimeout)
+		}
+		run.closed = sub.at.Sub(resumed)
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("backlog: %v\n%s", err, daemon.stderr.String())
+	}
+	return run
+}
+
 // latency99 is a latency distribution for the targets, which are about p99.
 type latency99 struct{ p50, p99, max time.Duration }
 
@@ -798,10 +931,10 @@ func (l latency99) String() string {
 // printUserspaceTable prints the results side by side.
 func printUserspaceTable(results []usResult) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "daemon\tconns\tconns/s\tevents/s\tlost events\tsamples\tconnect→subflow p50/p99/max µs\tESTABLISHED→subflow p50/p99/max µs\tCPU µs/conn\tRSS KiB before→after")
+	fmt.Fprintln(w, "daemon\tconns\tconns/s\tevents/s\tlost events\tsamples\tconnect→subflow p50/p99/max µs\tESTABLISHED→subflow p50/p99/max µs\tbacklog conns/s\tCPU µs/conn\tRSS KiB before→after")
 	for _, r := range results {
 		if !r.measured {
-			fmt.Fprintf(w, "%s\tnot measured (skipped or failed)\t\t\t\t\t\t\t\t\n", r.name)
+			fmt.Fprintf(w, "%s\tnot measured (skipped or failed)\t\t\t\t\t\t\t\t\t\n", r.name)
 			continue
 		}
 		// Where the daemon's end is known, the clients' own rate too.
@@ -829,8 +962,13 @@ func printUserspaceTable(results []usResult) {
 		if r.rss0 > 0 {
 			lost = fmt.Sprintf("%d/%d", r.daemonLost, r.lost)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\n", r.name, r.conns, rate,
-			float64(r.events)/r.span().Seconds(), lost, len(r.connect)+r.missed, lat, est, cpu, rss)
+		drain := "-"
+		if r.backlog > 0 {
+			drain = fmt.Sprintf("%.0f (%d: opened %v, closed %v; RSS %d KiB)", float64(r.backlog)/(r.opened+r.closed).Seconds(),
+				r.backlog, r.opened.Round(time.Millisecond), r.closed.Round(time.Millisecond), r.rssHeld)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.name, r.conns, rate,
+			float64(r.events)/r.span().Seconds(), lost, len(r.connect)+r.missed, lat, est, drain, cpu, rss)
 	}
 	_ = w.Flush()
 }
