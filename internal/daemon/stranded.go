@@ -11,21 +11,27 @@ import (
 )
 
 // strandedSweep aborts the subflows stranded on a dead path
-// (pm/stranded.go). It looks after a pass that lost a path or deleted
-// endpoints, at once, and again after each of strandedAgain, for the
-// subflows closed after the pass: a userspace plugin's destroys, the
-// kernel's own closes on RM_ADDR.
+// (pm/stranded.go). It looks at each of strandedAt after a pass that lost
+// a path or deleted endpoints: the later looks are for the subflows
+// closed after the pass (a userspace plugin's destroys, the kernel's own
+// closes on RM_ADDR).
 type strandedSweep struct {
 	list    func(mptcpdiag.States) ([]mptcpdiag.Connection, error)
 	destroy func(mptcpdiag.Subflow) error
 	log     *slog.Logger
 	timer   *time.Timer
 	n       pm.Network // the last pass's
-	again   int        // the next of strandedAgain; len: none due
+	next    int        // the next of strandedAt
+	armed   bool       // timer is set for strandedAt[next]
 	aborted uint64     // subflows aborted so far
 }
 
-var strandedAgain = []time.Duration{250 * time.Millisecond, 2 * time.Second}
+// strandedAt are the sweeps' times after the pass. The first is not
+// made inline: the pass is often one of a burst (the address, then its
+// routes; a delete, then the add of its successor), and those events go
+// first. An orphan resends on RTO (200 ms or more), so 10 ms costs
+// nothing.
+var strandedAt = []time.Duration{10 * time.Millisecond, 250 * time.Millisecond, 2 * time.Second}
 
 // dialDiag opens the sock_diag client the loop lists connections with;
 // nil, with a warning, where the system has none: endpoints are then not
@@ -51,7 +57,7 @@ func (c connectionsIn) Connections() ([]mptcpdiag.Connection, error) {
 func newStrandedSweep(list func(mptcpdiag.States) ([]mptcpdiag.Connection, error), destroy func(mptcpdiag.Subflow) error, log *slog.Logger) *strandedSweep {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &strandedSweep{list: list, destroy: destroy, log: log, timer: t, again: len(strandedAgain)}
+	return &strandedSweep{list: list, destroy: destroy, log: log, timer: t}
 }
 
 func (s *strandedSweep) stop() {
@@ -61,21 +67,21 @@ func (s *strandedSweep) stop() {
 }
 
 // passed notes the network a pass left; lost says the pass lost a path
-// or deleted endpoints, which starts a sweep now and its follow-ups.
+// or deleted endpoints, which (re)starts the sweeps. A first sweep
+// already due stays as it is, so a storm of passes cannot put it off.
 func (s *strandedSweep) passed(n pm.Network, lost bool) {
 	if s == nil {
 		return
 	}
 	s.n = n
-	if !lost {
+	if !lost || s.armed && s.next == 0 {
 		return
 	}
-	s.sweep()
-	s.again = 0
-	s.timer.Reset(strandedAgain[0])
+	s.next, s.armed = 0, true
+	s.timer.Reset(strandedAt[0])
 }
 
-// due fires when a follow-up sweep is due; never when off.
+// due fires when a sweep is due; never when off.
 func (s *strandedSweep) due() <-chan time.Time {
 	if s == nil {
 		return nil
@@ -83,11 +89,13 @@ func (s *strandedSweep) due() <-chan time.Time {
 	return s.timer.C
 }
 
-// followUp runs a due follow-up sweep and schedules the next.
+// followUp runs a due sweep and schedules the next.
 func (s *strandedSweep) followUp() {
 	s.sweep()
-	if s.again++; s.again < len(strandedAgain) {
-		s.timer.Reset(strandedAgain[s.again] - strandedAgain[s.again-1])
+	s.armed = false
+	if s.next++; s.next < len(strandedAt) {
+		s.armed = true
+		s.timer.Reset(strandedAt[s.next] - strandedAt[s.next-1])
 	}
 }
 

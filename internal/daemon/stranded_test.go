@@ -56,10 +56,10 @@ func noCarrier(index int, name string) netmon.Event {
 }
 
 // A carrier loss makes the engine abort the closed subflows on the lost
-// link, and only those, at once and at each follow-up.
+// link, and only those, soon after and at each follow-up.
 func TestEngineAbortsStrandedSubflows(t *testing.T) {
-	defer func(again []time.Duration) { strandedAgain = again }(strandedAgain)
-	strandedAgain = []time.Duration{30 * time.Millisecond, 60 * time.Millisecond}
+	defer func(at []time.Duration) { strandedAt = at }(strandedAt)
+	strandedAt = []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond}
 
 	r := newEngineRig(t, testSettings(t, subflowPolicy))
 	socks := &fakeSockets{}
