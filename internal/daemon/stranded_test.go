@@ -91,3 +91,28 @@ func TestEngineAbortsStrandedSubflows(t *testing.T) {
 		t.Errorf("dumps with filters %x, want 3 of closing states %x", filters, pm.ClosingStates())
 	}
 }
+
+// A storm of lossy passes does not put the first sweep off: it comes
+// strandedAt[0] after the first of them.
+func TestStrandedSweepNotPutOff(t *testing.T) {
+	defer func(at []time.Duration) { strandedAt = at }(strandedAt)
+	strandedAt = []time.Duration{50 * time.Millisecond, time.Hour}
+	socks := &fakeSockets{}
+	s := newStrandedSweep(socks.list, socks.destroy, slog.New(slog.DiscardHandler))
+	defer s.stop()
+	start := time.Now()
+	storm := time.NewTicker(5 * time.Millisecond)
+	defer storm.Stop()
+	for time.Since(start) < time.Second {
+		select {
+		case <-storm.C:
+			s.passed(pm.Network{}, true)
+		case <-s.due():
+			s.followUp()
+		}
+		if filters, _ := socks.seen(); len(filters) > 0 {
+			return
+		}
+	}
+	t.Errorf("no sweep during 1 s of lossy passes every 5 ms; the first is due %v after the first pass", strandedAt[0])
+}
