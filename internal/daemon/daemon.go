@@ -412,6 +412,7 @@ func (e *engine) pass() bool {
 		e.forgetUnresolved(pm.Regained(e.last, n), n)
 	}
 	if e.user != nil {
+		e.health.settle(n, e.settings.policy)
 		e.passUserspace(n, forced)
 		e.stranded.passed(n, lost)
 		return true
@@ -425,6 +426,7 @@ func (e *engine) pass() bool {
 	}
 	res, err := reconcile(n, e.settings.policy)
 	took := time.Since(start)
+	e.health.settle(n, e.settings.policy)
 	e.stranded.passed(n, lost || len(res.Deleted) > 0)
 	e.metrics.reconciled(&res, err)
 	e.last, e.reconciled = n, true

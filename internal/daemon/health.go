@@ -32,7 +32,10 @@ type healthWatch struct {
 	// on this rather than on its timer, so that a daemon with one path
 	// does not wake every period for nothing.
 	wake chan struct{}
-	log  *slog.Logger
+	// untracked: apply found no failed path and left recording the
+	// paths to settle, after the pass.
+	untracked bool
+	log       *slog.Logger
 }
 
 // dueSlack covers the tick of the kernel's clock (4 ms at HZ=250) in a
@@ -145,16 +148,21 @@ func (h *healthWatch) observe(s healthSample) []health.Verdict {
 	return changed
 }
 
-// apply records the paths of network n under policy p and returns n with
-// the failed paths' links made unusable. Without path health it is n.
+// apply returns network n with the failed paths' links made unusable;
+// without path health it is n. With no path failed it is n as well, and
+// recording n's paths is left to settle: a path only fails in a sample,
+// never when recorded, so the pass's first kernel write need not wait for
+// the desired-state function to run twice.
 func (h *healthWatch) apply(n pm.Network, p *policy.Policy) pm.Network {
 	if h == nil {
 		return n
 	}
-	// The paths come from the network before health took any out, so a
-	// failed path stays tracked until it comes back.
-	failed := h.tracker.Track(time.Now(), pathsOf(pm.Desired(n, p, pm.MaxEndpoints)))
-	h.want(h.tracker.Active())
+	if !h.tracker.AnyFailed() {
+		h.untracked = true
+		return n
+	}
+	h.untracked = false
+	failed := h.track(n, p)
 	if len(failed) == 0 {
 		return n
 	}
@@ -165,6 +173,25 @@ func (h *healthWatch) apply(n pm.Network, p *policy.Policy) pm.Network {
 		}
 	}
 	return n
+}
+
+// settle records the paths of n under p when apply left that for after
+// the pass.
+func (h *healthWatch) settle(n pm.Network, p *policy.Policy) {
+	if h == nil || !h.untracked {
+		return
+	}
+	h.untracked = false
+	h.track(n, p)
+}
+
+// track records the paths of n under p and returns the failed ones. The
+// paths come from the network before health took any out, so a failed
+// path stays tracked until it comes back.
+func (h *healthWatch) track(n pm.Network, p *policy.Policy) []health.Verdict {
+	failed := h.tracker.Track(time.Now(), pathsOf(pm.Desired(n, p, pm.MaxEndpoints)))
+	h.want(h.tracker.Active())
+	return failed
 }
 
 // verdicts are every path's, for status; nil without path health.

@@ -411,6 +411,17 @@ func (t *Tracker) Failed() []Verdict {
 	return out
 }
 
+// AnyFailed reports whether some path is failed; when none is, Track
+// returns none.
+func (t *Tracker) AnyFailed() bool {
+	for _, p := range t.paths {
+		if p.State == Failed {
+			return true
+		}
+	}
+	return false
+}
+
 // Active reports whether sampling can change anything: some path is
 // failed or on probation, or two or more paths exist to choose between.
 func (t *Tracker) Active() bool {

@@ -113,6 +113,9 @@ func TestFailAndRecover(t *testing.T) {
 	if got := tr.Failed(); len(got) != 1 || got[0].Link != wlan.Link || got[0].Hold != time.Second || !got[0].Until.Equal(now.Add(time.Second)) {
 		t.Fatalf("Failed() = %+v", got)
 	}
+	if !tr.AnyFailed() {
+		t.Fatal("AnyFailed() = false with wlan0 failed")
+	}
 	if want := "no ACK for 700ms on 1 of 1 subflows, after 2 retransmission timeouts"; ch[0].Why != want {
 		t.Errorf("why %q, want %q", ch[0].Why, want)
 	}
@@ -126,6 +129,9 @@ func TestFailAndRecover(t *testing.T) {
 	ch = observe(tr, now, both, []mptcpdiag.Connection{conn(sub{wwan, busy})})
 	if len(ch) != 1 || ch[0].State != Probation {
 		t.Fatalf("after the hold: changed %+v, want wlan0 on probation", ch)
+	}
+	if tr.AnyFailed() {
+		t.Fatal("AnyFailed() = true with wlan0 on probation")
 	}
 	// No subflow yet: no verdict.
 	if ch := observe(tr, now.Add(100*time.Millisecond), both, []mptcpdiag.Connection{conn(sub{wwan, busy})}); len(ch) != 0 {
