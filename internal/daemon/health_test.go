@@ -163,3 +163,20 @@ func TestHealthSamplerIdle(t *testing.T) {
 		t.Errorf("sample error %v", s.err)
 	}
 }
+
+func TestNextSample(t *testing.T) {
+	const period = 100 * time.Millisecond
+	for _, c := range []struct {
+		due, took, want time.Duration
+	}{
+		{0, time.Millisecond, period},                                    // cheap: the period
+		{20 * time.Millisecond, time.Millisecond, 25 * time.Millisecond}, // a subflow due: then, with the slack
+		{200 * time.Millisecond, time.Millisecond, period},               // due after the period: the period
+		{0, 15 * time.Millisecond, 300 * time.Millisecond},               // thousands of connections: spaced
+		{20 * time.Millisecond, 15 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		if got := nextSample(period, c.due, c.took); got != c.want {
+			t.Errorf("nextSample(%v, due %v, took %v) = %v, want %v", period, c.due, c.took, got, c.want)
+		}
+	}
+}
